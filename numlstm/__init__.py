@@ -1,0 +1,17 @@
+"""numlstm: LSTM, ConvLSTM, CNN-LSTM and attention-LSTM in Numba, no framework.
+
+>>> import numpy as np, numlstm
+>>> lstm = numlstm.LSTM(input_size=8, hidden_size=16, seed=0)
+>>> y = lstm(np.zeros((4, 10, 8), np.float32))   # (batch, time, features)
+>>> y.shape
+(4, 10, 16)
+"""
+
+from numlstm import interop
+from numlstm._warmup import warmup
+from numlstm.gradcheck import gradcheck
+from numlstm.layers import LSTM, Layer
+
+__version__ = "0.1.0"
+
+__all__ = ["LSTM", "Layer", "gradcheck", "interop", "warmup", "__version__"]

@@ -1,0 +1,95 @@
+"""Input checks shared by the public API.
+
+Every public entry point validates here, before any kernel runs, and raises a
+``TypeError`` / ``ValueError`` that names the argument, what it got and what
+it expected.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_dtype(dtype, name: str = "dtype") -> np.dtype:
+    """Return ``np.dtype(dtype)`` if it is float32 or float64, else raise TypeError."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"{name}: expected np.float32 or np.float64, got {dtype!r}") from exc
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected np.float32 or np.float64, got {dt}")
+    return dt
+
+
+def check_int(value, name: str, minimum: int | None = None) -> int:
+    """An integer (not bool) >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
+    return value
+
+
+def check_float(value, name: str, low: float | None = None, high: float | None = None, high_open=False) -> float:
+    """A real number in [low, high] (or [low, high) with high_open)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number, got {value}")
+    if low is not None and value < low:
+        raise ValueError(f"{name}: expected a number >= {low}, got {value}")
+    if high is not None and (value >= high if high_open else value > high):
+        rel = "<" if high_open else "<="
+        raise ValueError(f"{name}: expected a number {rel} {high}, got {value}")
+    return value
+
+
+def check_bool(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def _shape_str(shape) -> str:
+    return "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"
+
+
+def check_array(x, name: str, shape, dtype: np.dtype, names=None) -> np.ndarray:
+    """Check a float array's type, rank and sizes; return it C-contiguous.
+
+    Parameters
+    ----------
+    x : the user's value.
+    name : argument name, used in messages.
+    shape : expected shape; ``None`` entries accept any size >= 1.
+    dtype : required dtype (no silent casts: a float64 array given to a float32
+        layer is an error, as in PyTorch).
+    names : optional names of the axes, for the message.
+    """
+    if not isinstance(x, np.ndarray):
+        if hasattr(x, "__array__") or isinstance(x, (list, tuple)):
+            x = np.asarray(x)
+        else:
+            raise TypeError(f"{name}: expected a numpy array, got {type(x).__name__}")
+    axes = f" {_shape_str(names)}" if names is not None else ""
+    if x.ndim != len(shape):
+        raise ValueError(f"{name}: expected a {len(shape)}-d array{axes} of shape {_shape_str(shape)}, got shape {x.shape}")
+    if x.dtype != dtype:
+        if x.dtype.kind in "fiub":
+            hint = f": use {name}.astype(np.{dtype.name})"
+        else:
+            hint = ""
+        raise TypeError(f"{name}: expected dtype {dtype.name}, got {x.dtype}{hint}")
+    for axis, (got, want) in enumerate(zip(x.shape, shape, strict=True)):
+        if want is None:
+            if got < 1:
+                raise ValueError(f"{name}: expected shape {_shape_str(shape)}{axes}, got {x.shape} (axis {axis} is empty)")
+        elif got != want:
+            raise ValueError(f"{name}: expected shape {_shape_str(shape)}{axes}, got {x.shape}")
+    return np.ascontiguousarray(x)

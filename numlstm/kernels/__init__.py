@@ -1,0 +1,1 @@
+"""Compiled kernels: ``cpu`` (Numba ``@njit``). Arrays and scalars in, arrays out."""

@@ -1,0 +1,1 @@
+"""Numba ``@njit`` CPU kernels (``cache=True``); they never validate input."""

@@ -1,0 +1,306 @@
+"""The LSTM layer: stacked, optionally bidirectional, with variable lengths."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from numlstm._validation import check_array, check_bool, check_dtype, check_float, check_int
+from numlstm.kernels.cpu.lstm import lstm_backward, lstm_forward
+from numlstm.layers.base import Layer
+
+
+class LSTM(Layer):
+    r"""Long short-term memory over sequences ``(batch, time, features)``.
+
+    For each layer and direction, with gates stored in the order i, f, g, o::
+
+        a_t = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh     (B, 4H)
+        i_t = sigmoid(a_i)   f_t = sigmoid(a_f)   g_t = tanh(a_g)   o_t = sigmoid(a_o)
+        c_t = f_t * c_{t-1} + i_t * g_t
+        h_t = o_t * tanh(c_t)
+
+    Parameters
+    ----------
+    input_size : int
+        Features per time step, I.
+    hidden_size : int
+        Hidden units, H.
+    num_layers : int, default 1
+        Stacked layers; layer k > 0 reads layer k-1's output.
+    bias : bool, default True
+        Use ``bias_ih`` and ``bias_hh`` (as PyTorch).
+    bidirectional : bool, default False
+        Add a reverse direction; outputs are concatenated ``[forward, reverse]``.
+    dropout : float in [0, 1), default 0
+        Dropout on the outputs of every layer but the last, in training only.
+    return_sequences : bool, default True
+        ``True``: output every step, ``(B, T, D*H)``. ``False``: the final
+        hidden state of the top layer, ``(B, D*H)`` (forward direction's last
+        valid step, reverse direction's first step: PyTorch's ``h_n``).
+    forget_bias : float, default 0
+        Added to the forget-gate slice of ``bias_ih`` at initialisation.
+    dtype : np.float32 or np.float64
+    seed : int or None
+        Seeds the weights and the dropout masks; same seed, same weights.
+
+    Attributes
+    ----------
+    params, grads : dict[str, ndarray]
+        ``weight_ih_l{k}`` (4H, I_k), ``weight_hh_l{k}`` (4H, H), ``bias_ih_l{k}``
+        (4H,), ``bias_hh_l{k}`` (4H,), with suffix ``_reverse`` for the reverse
+        direction; exactly PyTorch's ``nn.LSTM`` names, shapes and gate order.
+    state : tuple (h_n, c_n)
+        Final state after ``forward``, each (num_layers * D, B, H).
+    dstate : tuple (dh_0, dc_0)
+        Gradient w.r.t. the initial state after ``backward``, same shapes.
+
+    Notes
+    -----
+    float32 uses a vectorised rational tanh/sigmoid (max abs error 3.6e-7, see
+    docs/lstm_math.md); float64 uses the exact functions.
+    """
+
+    recurrent = True
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        return_sequences: bool = True,
+        forget_bias: float = 0.0,
+        dtype=np.float32,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.input_size = check_int(input_size, "input_size", 1)
+        self.hidden_size = check_int(hidden_size, "hidden_size", 1)
+        self.num_layers = check_int(num_layers, "num_layers", 1)
+        self.bias = check_bool(bias, "bias")
+        self.bidirectional = check_bool(bidirectional, "bidirectional")
+        self.dropout = check_float(dropout, "dropout", 0.0, 1.0, high_open=True)
+        self.return_sequences = check_bool(return_sequences, "return_sequences")
+        self.forget_bias = check_float(forget_bias, "forget_bias")
+        self.dtype = check_dtype(dtype)
+        if seed is not None:
+            seed = check_int(seed, "seed", 0)
+        self.seed = seed
+        if not self.bias and self.forget_bias != 0.0:
+            raise ValueError(f"forget_bias: got {self.forget_bias} with bias=False; a forget bias needs bias=True")
+        self.num_directions = 2 if self.bidirectional else 1
+        # the fast rational activations are accurate to float32 rounding only
+        self._approx = self.dtype == np.float32
+        self._rng = np.random.default_rng(seed)
+        H = self.hidden_size
+        bound = 1.0 / np.sqrt(H)
+        for k in range(self.num_layers):
+            in_k = self.input_size if k == 0 else H * self.num_directions
+            for sfx in self._suffixes():
+                shapes = [(f"weight_ih_l{k}{sfx}", (4 * H, in_k)), (f"weight_hh_l{k}{sfx}", (4 * H, H))]
+                if self.bias:
+                    shapes += [(f"bias_ih_l{k}{sfx}", (4 * H,)), (f"bias_hh_l{k}{sfx}", (4 * H,))]
+                for name, shape in shapes:
+                    self.params[name] = self._rng.uniform(-bound, bound, shape).astype(self.dtype)
+                if self.bias:
+                    self.params[f"bias_ih_l{k}{sfx}"][H : 2 * H] += self.dtype.type(self.forget_bias)
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.state: tuple[np.ndarray, np.ndarray] | None = None
+        self.dstate: tuple[np.ndarray, np.ndarray] | None = None
+        self._cache = None
+
+    def _suffixes(self):
+        return ("", "_reverse")[: self.num_directions]
+
+    def __repr__(self) -> str:
+        return (
+            f"LSTM({self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, bias={self.bias}, "
+            f"bidirectional={self.bidirectional}, dropout={self.dropout}, "
+            f"return_sequences={self.return_sequences}, dtype={self.dtype.name})"
+        )
+
+    def config(self) -> dict:
+        """Constructor arguments (JSON-serialisable), enough to rebuild the layer."""
+        return {
+            "input_size": self.input_size,
+            "hidden_size": self.hidden_size,
+            "num_layers": self.num_layers,
+            "bias": self.bias,
+            "bidirectional": self.bidirectional,
+            "dropout": self.dropout,
+            "return_sequences": self.return_sequences,
+            "forget_bias": self.forget_bias,
+            "dtype": self.dtype.name,
+            "seed": self.seed,
+        }
+
+    def output_shape(self, batch: int, time: int) -> tuple[int, ...]:
+        """Shape of ``forward``'s output for a (batch, time, input_size) input."""
+        f = self.num_directions * self.hidden_size
+        return (batch, time, f) if self.return_sequences else (batch, f)
+
+    # -- checks --------------------------------------------------------------------
+    def _check_state(self, state, B, name="state"):
+        LD, H = self.num_layers * self.num_directions, self.hidden_size
+        if not isinstance(state, (tuple, list)) or len(state) != 2:
+            raise TypeError(f"{name}: expected a tuple (h, c) of two arrays of shape {(LD, B, H)}, got {type(state).__name__}")
+        names = ("num_layers*num_directions", "batch", "hidden_size")
+        h = check_array(state[0], f"{name}[0] (h)", (LD, B, H), self.dtype, names)
+        c = check_array(state[1], f"{name}[1] (c)", (LD, B, H), self.dtype, names)
+        return h, c
+
+    def _check_lengths(self, lengths, B, T):
+        arr = np.asarray(lengths)
+        if arr.ndim != 1 or arr.shape[0] != B:
+            raise ValueError(f"lengths: expected a 1-d sequence of {B} ints (one per batch row), got shape {arr.shape}")
+        if arr.dtype.kind not in "iu":
+            if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+                arr = arr.astype(np.int64)
+            else:
+                raise TypeError(f"lengths: expected integers, got dtype {arr.dtype}")
+        if arr.min() < 1 or arr.max() > T:
+            raise ValueError(f"lengths: expected values in [1, {T}] (the time axis), got min {arr.min()}, max {arr.max()}")
+        return np.ascontiguousarray(arr, dtype=np.int64)
+
+    # -- forward -------------------------------------------------------------------
+    def forward(self, x, state=None, lengths=None) -> np.ndarray:
+        """Run the layer over a batch of sequences.
+
+        Parameters
+        ----------
+        x : ndarray (B, T, input_size)
+        state : tuple (h_0, c_0) or None
+            Initial state, each (num_layers * D, B, H); zeros when None.
+        lengths : sequence of int (B,) or None
+            Valid length of each sequence (right padding). Outputs past a
+            sequence's length are 0 and its final state is taken at its last
+            valid step.
+
+        Returns
+        -------
+        y : ndarray (B, T, D*H) with ``return_sequences``, else (B, D*H).
+        """
+        x = check_array(x, "x", (None, None, self.input_size), self.dtype, ("batch", "time", "input_size"))
+        B, T, _ = x.shape
+        H, D, L = self.hidden_size, self.num_directions, self.num_layers
+        dt = self.dtype
+        if state is None:
+            h0 = np.zeros((L * D, B, H), dt)
+            c0 = np.zeros((L * D, B, H), dt)
+        else:
+            h0, c0 = self._check_state(state, B)
+        lens = np.full(B, T, np.int64) if lengths is None else self._check_lengths(lengths, B, T)
+
+        hn = np.empty((L * D, B, H), dt)
+        cn = np.empty((L * D, B, H), dt)
+        inp = np.ascontiguousarray(x.transpose(1, 0, 2))  # time-major (T, B, I)
+        cache = []
+        for k in range(L):
+            layer_cache = {"x": inp, "dirs": [], "mask": None}
+            outs = []
+            for d, sfx in enumerate(self._suffixes()):
+                w_ih = self.params[f"weight_ih_l{k}{sfx}"]
+                w_hh = self.params[f"weight_hh_l{k}{sfx}"]
+                bias = self._bias(k, sfx)
+                y = np.empty((T, B, H), dt)
+                hp = np.empty((T, B, H), dt)
+                cp = np.empty((T, B, H), dt)
+                gates = np.empty((T, B, 4 * H), dt)
+                tc = np.empty((T, B, H), dt)
+                idx = k * D + d
+                lstm_forward(
+                    inp, w_ih, w_hh, bias, h0[idx], c0[idx], lens, d == 1, self._approx,
+                    y, hp, cp, gates, tc, hn[idx], cn[idx],
+                )  # fmt: skip
+                outs.append(y)
+                layer_cache["dirs"].append((hp, cp, gates, tc))
+            out = outs[0] if D == 1 else np.concatenate(outs, axis=2)
+            if self.training and self.dropout > 0.0 and k < L - 1:
+                keep = 1.0 - self.dropout
+                mask = (self._rng.random(out.shape) < keep).astype(dt) / dt.type(keep)
+                out = out * mask
+                layer_cache["mask"] = mask
+            cache.append(layer_cache)
+            inp = out
+        self.state = (hn, cn)
+        self._cache = {"layers": cache, "lengths": lens, "B": B, "T": T} if self.training else None
+        if self.return_sequences:
+            return np.ascontiguousarray(inp.transpose(1, 0, 2))
+        top = (L - 1) * D
+        return np.ascontiguousarray(np.concatenate([hn[top + d] for d in range(D)], axis=1))
+
+    def _bias(self, k, sfx):
+        if not self.bias:
+            return np.zeros(4 * self.hidden_size, self.dtype)
+        return self.params[f"bias_ih_l{k}{sfx}"] + self.params[f"bias_hh_l{k}{sfx}"]
+
+    # -- backward ------------------------------------------------------------------
+    def backward(self, dy, dstate=None) -> np.ndarray:
+        """Backpropagate through time; accumulate into ``grads``.
+
+        Parameters
+        ----------
+        dy : ndarray, the shape of the last ``forward`` output
+            Gradient of the loss w.r.t. that output.
+        dstate : tuple (dh_n, dc_n) or None
+            Gradient w.r.t. the final state ``self.state``, each
+            (num_layers * D, B, H).
+
+        Returns
+        -------
+        dx : ndarray (B, T, input_size)
+            Gradient w.r.t. the input. ``self.dstate`` receives the gradient
+            w.r.t. the initial state.
+        """
+        if self._cache is None:
+            raise RuntimeError(
+                "backward: no forward pass to differentiate; call forward(x) in training mode (layer.train()) before backward(dy)"
+            )
+        cache = self._cache
+        B, T = cache["B"], cache["T"]
+        H, D, L = self.hidden_size, self.num_directions, self.num_layers
+        dt = self.dtype
+        out_shape = self.output_shape(B, T)
+        dy = check_array(dy, "dy", out_shape, dt)
+        if dstate is None:
+            dhn = np.zeros((L * D, B, H), dt)
+            dcn = np.zeros((L * D, B, H), dt)
+        else:
+            dhn, dcn = self._check_state(dstate, B, "dstate")
+            dhn = dhn.copy()
+        if self.return_sequences:
+            dy_tm = np.ascontiguousarray(dy.transpose(1, 0, 2))
+        else:
+            dy_tm = np.zeros((T, B, D * H), dt)
+            top = (L - 1) * D
+            for d in range(D):
+                dhn[top + d] += dy[:, d * H : (d + 1) * H]
+        lens = cache["lengths"]
+        dh0 = np.empty((L * D, B, H), dt)
+        dc0 = np.empty((L * D, B, H), dt)
+        dbias = np.empty(4 * H, dt)
+        for k in range(L - 1, -1, -1):
+            lc = cache["layers"][k]
+            x = lc["x"]
+            dx = np.zeros(x.shape, dt)
+            for d, sfx in enumerate(self._suffixes()):
+                hp, cp, gates, tc = lc["dirs"][d]
+                dy_d = dy_tm if D == 1 else np.ascontiguousarray(dy_tm[:, :, d * H : (d + 1) * H])
+                idx = k * D + d
+                dbias.fill(0)
+                lstm_backward(
+                    x, self.params[f"weight_ih_l{k}{sfx}"], self.params[f"weight_hh_l{k}{sfx}"],
+                    lens, d == 1, hp, cp, gates, tc, dy_d, dhn[idx], dcn[idx],
+                    dx, self.grads[f"weight_ih_l{k}{sfx}"], self.grads[f"weight_hh_l{k}{sfx}"],
+                    dbias, dh0[idx], dc0[idx],
+                )  # fmt: skip
+                if self.bias:
+                    self.grads[f"bias_ih_l{k}{sfx}"] += dbias
+                    self.grads[f"bias_hh_l{k}{sfx}"] += dbias
+            if k > 0:
+                mask = cache["layers"][k - 1]["mask"]
+                dy_tm = dx if mask is None else dx * mask
+        self.dstate = (dh0, dc0)
+        return np.ascontiguousarray(dx.transpose(1, 0, 2))
