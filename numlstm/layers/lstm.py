@@ -281,10 +281,13 @@ class LSTM(Layer):
         dh0 = np.empty((L * D, B, H), dt)
         dc0 = np.empty((L * D, B, H), dt)
         dbias = np.empty(4 * H, dt)
+        # the kernels overwrite the saved gates with their gradients: this
+        # forward pass can be differentiated once (as in PyTorch)
+        self._cache = None
         for k in range(L - 1, -1, -1):
             lc = cache["layers"][k]
             x = lc["x"]
-            dx = np.zeros(x.shape, dt)
+            dx = np.empty(x.shape, dt)
             for d, sfx in enumerate(self._suffixes()):
                 hp, cp, gates, tc = lc["dirs"][d]
                 dy_d = dy_tm if D == 1 else np.ascontiguousarray(dy_tm[:, :, d * H : (d + 1) * H])
@@ -293,7 +296,7 @@ class LSTM(Layer):
                 lstm_backward(
                     x, self.params[f"weight_ih_l{k}{sfx}"], self.params[f"weight_hh_l{k}{sfx}"],
                     lens, d == 1, hp, cp, gates, tc, dy_d, dhn[idx], dcn[idx],
-                    dx, self.grads[f"weight_ih_l{k}{sfx}"], self.grads[f"weight_hh_l{k}{sfx}"],
+                    d == 1, dx, self.grads[f"weight_ih_l{k}{sfx}"], self.grads[f"weight_hh_l{k}{sfx}"],
                     dbias, dh0[idx], dc0[idx],
                 )  # fmt: skip
                 if self.bias:

@@ -1,0 +1,60 @@
+"""Shared helpers of the perf/ scripts: timing and docs/performance.md sections."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
+
+
+def time_once(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def interleaved(fns: dict, reps: int, warmup: int = 2) -> dict[str, float]:
+    """Median seconds of each callable, run round-robin so that machine noise
+    hits all of them alike."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, fn in fns.items():
+            times[k].append(time_once(fn))
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def machine_line() -> str:
+    import numba
+
+    parts = [f"{platform.processor() or platform.machine()}", f"{os.cpu_count()} cores", f"Python {platform.python_version()}"]
+    parts.append(f"numpy {np.__version__}, numba {numba.__version__}")
+    try:
+        import torch
+
+        parts.append(f"torch {torch.__version__}")
+    except ImportError:
+        parts.append("torch not installed")
+    return ", ".join(parts)
+
+
+def write_section(name: str, markdown: str) -> None:
+    """Replace the text between the section's markers in docs/performance.md
+    (append the section if it is not there yet)."""
+    begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
+    text = DOC.read_text() if DOC.exists() else "# Performance\n"
+    block = f"{begin}\n{markdown.rstrip()}\n{end}"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        text = head + block + tail
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    DOC.write_text(text)

@@ -1,0 +1,166 @@
+"""LSTM training step and forward pass: numlstm against torch.nn.LSTM and a numpy twin.
+
+Run: ``python perf/lstm_cpu.py`` (add ``--write`` to update docs/performance.md).
+Float32, 2 threads, all implementations timed round-robin in one process after
+warm-up; the table gives medians, numlstm's achieved GFLOP/s and the ratio
+numlstm / torch (below 1 means numlstm is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+import numlstm  # noqa: E402
+from _report import interleaved, machine_line, write_section  # noqa: E402
+
+SIZES = [
+    (1, 50, 32, 32, 1),
+    (16, 50, 32, 64, 1),
+    (64, 100, 64, 128, 1),
+    (32, 28, 28, 128, 2),
+    (128, 100, 256, 512, 1),
+    (8, 784, 1, 128, 1),
+]
+
+
+def lstm_flops(B, T, I, H, L, D=1) -> float:
+    """Forward FLOPs (multiply-adds count 2) of the matrix products."""
+    total = 0.0
+    for k in range(L):
+        in_k = I if k == 0 else D * H
+        total += D * 2.0 * T * B * 4 * H * (in_k + H)
+    return total
+
+
+def reps_for(B, T, I, H, L) -> int:
+    work = lstm_flops(B, T, I, H, L)
+    return int(min(200, max(5, 2e9 / max(work, 1.0))))
+
+
+def bench_size(B, T, I, H, L, torch, naive, reps=None):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((B, T, I)).astype(np.float32)
+    layer = numlstm.LSTM(I, H, num_layers=L, dtype=np.float32, seed=0)
+    dy = rng.standard_normal(layer.output_shape(B, T)).astype(np.float32)
+
+    def nl_step():
+        layer.train()
+        layer.zero_grad()
+        layer.forward(x)
+        layer.backward(dy)
+
+    def nl_fwd():
+        layer.eval()
+        layer.forward(x)
+
+    step_fns = {"numlstm": nl_step}
+    fwd_fns = {"numlstm": nl_fwd}
+    if torch is not None:
+        m = torch.nn.LSTM(I, H, L, batch_first=True)
+        m.load_state_dict({k: torch.from_numpy(v) for k, v in numlstm.interop.lstm_to_torch(layer).items()})
+        xt = torch.from_numpy(x).requires_grad_(True)
+        dyt = torch.from_numpy(dy)
+
+        def torch_step():
+            m.zero_grad()
+            xt.grad = None
+            y, _ = m(xt)
+            y.backward(dyt)
+
+        def torch_fwd():
+            with torch.no_grad():
+                m(xt)
+
+        step_fns["torch"] = torch_step
+        fwd_fns["torch"] = torch_fwd
+    if naive is not None and B * T * H * H <= 2_000_000:
+        params = {k: v.astype(np.float32) for k, v in layer.params.items()}
+
+        def np_step():
+            y, _ = naive.lstm_forward_naive(x, params, L, False)
+            naive.lstm_backward_naive(x, params, L, False, dy)
+
+        def np_fwd():
+            naive.lstm_forward_naive(x, params, L, False)
+
+        step_fns["numpy twin"] = np_step
+        fwd_fns["numpy twin"] = np_fwd
+    n = reps or reps_for(B, T, I, H, L)
+    step = interleaved(step_fns, n)
+    fwd = interleaved(fwd_fns, n)
+    return step, fwd
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--write", action="store_true", help="write the table into docs/performance.md")
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--reps", type=int, default=None, help="timed repetitions per size (default: by size)")
+    ap.add_argument("--sizes", default=None, help="e.g. '1,50,32,32,1;16,50,32,64,1'")
+    args = ap.parse_args(argv)
+    sizes = SIZES if args.sizes is None else [tuple(int(v) for v in s.split(",")) for s in args.sizes.split(";")]
+    torch = None
+    if not args.no_torch:
+        try:
+            import torch
+
+            torch.set_num_threads(2)
+        except ImportError:
+            print("torch not installed: timing numlstm only")
+    try:
+        import naive
+    except ImportError:
+        naive = None
+    numlstm.warmup((np.float32,))
+    rows = []
+    head = "| (B, T, I, H, L) | step numlstm ms | step torch ms | step ratio | step numpy ms | fwd numlstm ms | fwd torch ms | fwd ratio | numlstm step GFLOP/s |"
+    sep = "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    print(head)
+    print(sep)
+    for size in sizes:
+        step, fwd = bench_size(*size, torch, naive, args.reps)
+        fl = 3 * lstm_flops(*size)
+
+        def cell(d, k):
+            return f"{1e3 * d[k]:.3f}" if k in d else "n/a"
+
+        def ratio(d):
+            return f"{d['numlstm'] / d['torch']:.2f}" if "torch" in d else "n/a"
+
+        row = (
+            f"| {size} | {cell(step, 'numlstm')} | {cell(step, 'torch')} | {ratio(step)} | {cell(step, 'numpy twin')} "
+            f"| {cell(fwd, 'numlstm')} | {cell(fwd, 'torch')} | {ratio(fwd)} | {fl / step['numlstm'] / 1e9:.1f} |"
+        )
+        rows.append(row)
+        print(row, flush=True)
+    if args.write:
+        text = "\n".join(
+            [
+                "## LSTM on the CPU (`perf/lstm_cpu.py`)",
+                "",
+                f"Machine: {machine_line()}. Float32, 2 threads; training step = zero_grad + forward + backward "
+                "(input gradient included on both sides); medians of round-robin runs after warm-up. "
+                "Ratio = numlstm / torch (below 1: numlstm faster).",
+                "",
+                head,
+                sep,
+                *rows,
+            ]
+        )
+        write_section("lstm_cpu", text)
+        print(f"wrote {Path(__file__).resolve().parent.parent / 'docs' / 'performance.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Shared fixtures and helpers for the numlstm tests."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import numlstm
+
+# make ``tests/naive.py`` importable as ``naive`` from every test module
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+def randomize_params(layer: numlstm.LSTM, rng: np.random.Generator, scale: float = 0.5) -> numlstm.LSTM:
+    """Overwrite every parameter (biases included) with random non-zero values, in place."""
+    for p in layer.params.values():
+        v = rng.uniform(0.1, 1.0, p.shape) * rng.choice([-1.0, 1.0], p.shape)
+        p[...] = scale * v
+    return layer
+
+
+def make_lstm(rng: np.random.Generator, input_size: int = 3, hidden_size: int = 2, dtype=np.float64, **kwargs) -> numlstm.LSTM:
+    """An LSTM with random non-zero parameters (seeded from ``rng``)."""
+    layer = numlstm.LSTM(input_size, hidden_size, dtype=dtype, seed=int(rng.integers(2**31)), **kwargs)
+    return randomize_params(layer, rng)
+
+
+def random_state(rng: np.random.Generator, layer: numlstm.LSTM, batch: int):
+    """A random (h0, c0) for ``layer`` and a batch of ``batch`` sequences."""
+    shape = (layer.num_layers * layer.num_directions, batch, layer.hidden_size)
+    return rng.standard_normal(shape).astype(layer.dtype), rng.standard_normal(shape).astype(layer.dtype)
+
+
+def assert_close(actual, desired, rtol: float, name: str = "") -> None:
+    """Elementwise agreement to ``rtol`` relative to the largest magnitude of ``desired``.
+
+    An absolute floor scaled by ``max|desired|`` keeps near-zero entries (for
+    example a tiny gradient element) from demanding more digits than the
+    computation carries.
+    """
+    actual = np.asarray(actual, np.float64)
+    desired = np.asarray(desired, np.float64)
+    assert actual.shape == desired.shape, f"{name}: shape {actual.shape} != {desired.shape}"
+    scale = float(np.max(np.abs(desired))) if desired.size else 0.0
+    np.testing.assert_allclose(actual, desired, rtol=rtol, atol=rtol * max(scale, 1e-3), err_msg=name)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(20240611)
+
+
+@pytest.fixture
+def lstm64(rng) -> numlstm.LSTM:
+    """A float64 LSTM(3, 2, num_layers=2, bidirectional=True) with random non-zero parameters."""
+    return make_lstm(rng, 3, 2, num_layers=2, bidirectional=True)
