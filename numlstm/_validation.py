@@ -16,6 +16,9 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 def check_dtype(dtype, name: str = "dtype") -> np.dtype:
     """Return ``np.dtype(dtype)`` if it is float32 or float64, else raise TypeError."""
+    if dtype is None:
+        # np.dtype(None) is float64: refuse rather than silently switch precision
+        raise TypeError(f"{name}: expected np.float32 or np.float64, got None")
     try:
         dt = np.dtype(dtype)
     except TypeError as exc:
@@ -74,7 +77,10 @@ def check_array(x, name: str, shape, dtype: np.dtype, names=None) -> np.ndarray:
     """
     if not isinstance(x, np.ndarray):
         if hasattr(x, "__array__") or isinstance(x, (list, tuple)):
-            x = np.asarray(x)
+            try:
+                x = np.asarray(x)
+            except ValueError as exc:
+                raise ValueError(f"{name}: expected a rectangular array, got a ragged nested sequence") from exc
         else:
             raise TypeError(f"{name}: expected a numpy array, got {type(x).__name__}")
     axes = f" {_shape_str(names)}" if names is not None else ""

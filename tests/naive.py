@@ -114,9 +114,7 @@ def _top_h(h_n, num_layers, D):
     return np.concatenate([h_n[top + d] for d in range(D)], axis=1)
 
 
-def lstm_forward_naive(
-    x, params, num_layers, bidirectional, state=None, lengths=None, return_sequences=True, dropout_masks=None
-):
+def lstm_forward_naive(x, params, num_layers, bidirectional, state=None, lengths=None, return_sequences=True, dropout_masks=None):
     """Reference forward pass.
 
     Parameters

@@ -283,6 +283,31 @@ def test_inputs_are_not_modified(rng):
         np.testing.assert_array_equal(a, c)
 
 
+@pytest.mark.parametrize("batch, time", [(3, 4), (1, 4), (3, 1), (1, 1)], ids=["B3T4", "B1T4", "B3T1", "B1T1"])
+@pytest.mark.parametrize(
+    "config",
+    [dict(), dict(num_layers=2), dict(bidirectional=True), dict(return_sequences=False)],
+    ids=["1layer", "2layers", "bidir", "last"],
+)
+def test_returned_arrays_belong_to_the_caller(rng, config, batch, time):
+    """Nothing forward/backward returns is overwritten by a later call (no views of reused work buffers)."""
+    layer = make_lstm(rng, I, H, **config)
+    names = ("y", "h_n", "c_n", "dx", "dh0", "dc0")
+
+    def step(x, state, dy, dstate):
+        y = layer.forward(x, state=state)
+        h_n, c_n = layer.state
+        dx = layer.backward(dy, dstate)
+        return (y, h_n, c_n, dx, *layer.dstate)
+
+    first = step(*random_problem(rng, layer, batch=batch, time=time))
+    kept = [a.copy() for a in first]
+    second = step(*random_problem(rng, layer, batch=batch, time=time))
+    for name, a, a_kept, b in zip(names, first, kept, second, strict=True):
+        assert not np.shares_memory(a, b), f"{name} of two calls share memory"
+        np.testing.assert_array_equal(a, a_kept, err_msg=f"{name} of the first call was overwritten by the second")
+
+
 def test_call_is_forward(rng, lstm64):
     x = rng.standard_normal((B, T, I))
     np.testing.assert_array_equal(lstm64(x), lstm64.forward(x))

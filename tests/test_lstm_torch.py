@@ -55,7 +55,9 @@ def run_torch(m, x, state, lengths, dy, dstate, return_sequences):
         D = 2 if m.bidirectional else 1
         top = (m.num_layers - 1) * D
         y = torch.cat([h_n[top + d] for d in range(D)], dim=1)
-    loss = (y * torch.from_numpy(dy)).sum() + (h_n * torch.from_numpy(dstate[0])).sum() + (c_n * torch.from_numpy(dstate[1])).sum()
+    loss = (
+        (y * torch.from_numpy(dy)).sum() + (h_n * torch.from_numpy(dstate[0])).sum() + (c_n * torch.from_numpy(dstate[1])).sum()
+    )
     loss.backward()
     grads = {k: p.grad.detach().numpy().copy() for k, p in m.named_parameters()}
     return (

@@ -153,7 +153,10 @@ class LSTM(Layer):
         return h, c
 
     def _check_lengths(self, lengths, B, T):
-        arr = np.asarray(lengths)
+        try:
+            arr = np.asarray(lengths)
+        except ValueError as exc:
+            raise ValueError(f"lengths: expected a 1-d sequence of {B} ints, got a ragged nested sequence") from exc
         if arr.ndim != 1 or arr.shape[0] != B:
             raise ValueError(f"lengths: expected a 1-d sequence of {B} ints (one per batch row), got shape {arr.shape}")
         if arr.dtype.kind not in "iu":
@@ -225,7 +228,9 @@ class LSTM(Layer):
         self.state = (hn, cn)
         self._cache = {"layers": cache, "lengths": lens, "B": B, "T": T} if self.training else None
         if self.return_sequences:
-            return np.ascontiguousarray(inp.transpose(1, 0, 2))
+            # always a copy: for B == 1 or T == 1 the transpose of a work buffer
+            # is already contiguous, and the caller must own what it gets
+            return inp.transpose(1, 0, 2).copy()
         top = (L - 1) * D
         return np.ascontiguousarray(np.concatenate([hn[top + d] for d in range(D)], axis=1))
 
