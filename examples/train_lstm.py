@@ -79,8 +79,7 @@ def main() -> None:
         lstm.eval()
         acc = float((logits(x_test).argmax(axis=1) == y_test).mean())
         print(
-            f"epoch {epoch + 1}: train loss {total / len(order):.4f}  test accuracy {acc:.3f}  "
-            f"({time.perf_counter() - t0:.2f} s)"
+            f"epoch {epoch + 1}: train loss {total / len(order):.4f}  test accuracy {acc:.3f}  ({time.perf_counter() - t0:.2f} s)"
         )
     print(f"final test accuracy {acc:.3f} (chance 0.333)")
 

@@ -21,8 +21,9 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-import numlstm  # noqa: E402
 from _report import interleaved, machine_line, write_section  # noqa: E402
+
+import numlstm  # noqa: E402
 
 SIZES = [
     (1, 50, 32, 32, 1),
@@ -124,7 +125,10 @@ def main(argv=None) -> None:
         naive = None
     numlstm.warmup((np.float32,))
     rows = []
-    head = "| (B, T, I, H, L) | step numlstm ms | step torch ms | step ratio | step numpy ms | fwd numlstm ms | fwd torch ms | fwd ratio | numlstm step GFLOP/s |"
+    head = (
+        "| (B, T, I, H, L) | step numlstm ms | step torch ms | step ratio | step numpy ms "
+        "| fwd numlstm ms | fwd torch ms | fwd ratio | numlstm step GFLOP/s |"
+    )
     sep = "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     print(head)
     print(sep)
