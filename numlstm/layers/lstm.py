@@ -209,14 +209,14 @@ class LSTM(Layer):
                 w_hh = self.params[f"weight_hh_l{k}{sfx}"]
                 bias = self._bias(k, sfx)
                 idx = k * D + d
-                y, hp, cp, tc = (self._buffer((idx, name), (T, B, H)) for name in ("y", "hp", "cp", "tc"))
+                y, hp, cp = (self._buffer((idx, name), (T, B, H)) for name in ("y", "hp", "cp"))
                 gates = self._buffer((idx, "gates"), (T, B, 4 * H))
                 lstm_forward(
                     inp, w_ih, w_hh, bias, h0[idx], c0[idx], lens, d == 1, self._approx,
-                    y, hp, cp, gates, tc, hn[idx], cn[idx],
+                    y, hp, cp, gates, hn[idx], cn[idx],
                 )  # fmt: skip
                 outs.append(y)
-                layer_cache["dirs"].append((hp, cp, gates, tc))
+                layer_cache["dirs"].append((hp, cp, gates))
             out = outs[0] if D == 1 else np.concatenate(outs, axis=2)
             if self.training and self.dropout > 0.0 and k < L - 1:
                 keep = 1.0 - self.dropout
@@ -303,13 +303,13 @@ class LSTM(Layer):
             x = lc["x"]
             dx = np.empty(x.shape, dt)
             for d, sfx in enumerate(self._suffixes()):
-                hp, cp, gates, tc = lc["dirs"][d]
+                hp, cp, gates = lc["dirs"][d]
                 dy_d = dy_tm if D == 1 else np.ascontiguousarray(dy_tm[:, :, d * H : (d + 1) * H])
                 idx = k * D + d
                 dbias.fill(0)
                 lstm_backward(
                     x, self.params[f"weight_ih_l{k}{sfx}"], self.params[f"weight_hh_l{k}{sfx}"],
-                    lens, d == 1, hp, cp, gates, tc, dy_d, dhn[idx], dcn[idx],
+                    lens, d == 1, self._approx, hp, cp, gates, dy_d, dhn[idx], dcn[idx],
                     d == 1, dx, self.grads[f"weight_ih_l{k}{sfx}"], self.grads[f"weight_hh_l{k}{sfx}"],
                     dbias, dh0[idx], dc0[idx],
                 )  # fmt: skip

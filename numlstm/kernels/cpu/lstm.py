@@ -31,7 +31,6 @@ from numba import njit
 
 from numlstm.kernels.cpu.activations import (
     sigmoid_exact,
-    sigmoid_fast,
     tanh_exact,
     tanh_fast,
 )
@@ -40,48 +39,72 @@ _KW = {"cache": True, "error_model": "numpy", "nogil": True}
 
 
 @njit(**_KW)
-def _gates_activate(a, bias, rrow, H, approx):
-    """a += rrow + bias (a holds x_t W_ih^T), then sigmoid on i, f, o and tanh on g."""
+def _activation_coefficients(H, dtype):
+    """Per-gate-column (scale_in, scale_out, shift) so that one loop applies
+    sigmoid (0.5 * tanh(0.5 v) + 0.5) to i, f, o and tanh to g."""
+    sin = np.empty(4 * H, dtype)
+    sout = np.empty(4 * H, dtype)
+    shift = np.empty(4 * H, dtype)
     for j in range(4 * H):
-        a[j] += rrow[j] + bias[j]
-    # separate simple loops so that each one vectorises
-    if approx:
-        for j in range(2 * H):
-            a[j] = sigmoid_fast(a[j])
-        for j in range(2 * H, 3 * H):
-            a[j] = tanh_fast(a[j])
-        for j in range(3 * H, 4 * H):
-            a[j] = sigmoid_fast(a[j])
-    else:
-        for j in range(2 * H):
-            a[j] = sigmoid_exact(a[j])
-        for j in range(2 * H, 3 * H):
-            a[j] = tanh_exact(a[j])
-        for j in range(3 * H, 4 * H):
-            a[j] = sigmoid_exact(a[j])
+        if 2 * H <= j < 3 * H:
+            sin[j] = 1.0
+            sout[j] = 1.0
+            shift[j] = 0.0
+        else:
+            sin[j] = 0.5
+            sout[j] = 0.5
+            shift[j] = 0.5
+    return sin, sout, shift
 
 
 @njit(**_KW)
-def _cell_update(a, h, c, hprev, cprev, tanhc, y, H, approx):
-    """c = f*c + i*g; h = o*tanh(c); record what backward needs."""
-    for k in range(H):
-        cprev[k] = c[k]
-        hprev[k] = h[k]
-    for k in range(H):
-        c[k] = a[H + k] * c[k] + a[k] * a[2 * H + k]
-    if approx:
+def _forward_step(t, gt, rec, bias, h, c, hpt, cpt, yt, lengths, approx, sin, sout, shift, tc):
+    """One time step for every sequence. gt: (B, 4H) holds x_t W_ih^T on entry
+    and the gate activations on return; rec: (B, 4H) = h_{t-1} W_hh^T.
+    Written with 2-d indexing of per-step views and simple loops: per-row
+    array views cost reference counting, and simple loops vectorise."""
+    B, H4 = gt.shape
+    H = H4 // 4
+    for b in range(B):
+        if t >= lengths[b]:
+            # inactive (padding): state passes through, output 0
+            for k in range(H):
+                hpt[b, k] = h[b, k]
+                cpt[b, k] = c[b, k]
+                yt[b, k] = 0.0
+            for j in range(H4):
+                gt[b, j] = 0.0
+            continue
+        if approx:
+            for j in range(H4):
+                gt[b, j] = sout[j] * tanh_fast(sin[j] * (gt[b, j] + rec[b, j] + bias[j])) + shift[j]
+        else:
+            for j in range(H4):
+                v = gt[b, j] + rec[b, j] + bias[j]
+                if 2 * H <= j < 3 * H:
+                    gt[b, j] = tanh_exact(v)
+                else:
+                    gt[b, j] = sigmoid_exact(v)
         for k in range(H):
-            tanhc[k] = tanh_fast(c[k])
-    else:
+            hpt[b, k] = h[b, k]
+            cpt[b, k] = c[b, k]
         for k in range(H):
-            tanhc[k] = tanh_exact(c[k])
-    for k in range(H):
-        h[k] = a[3 * H + k] * tanhc[k]
-        y[k] = h[k]
+            c[b, k] = gt[b, H + k] * c[b, k] + gt[b, k] * gt[b, 2 * H + k]
+        # tanh(c_t) is not stored: backward recomputes it from the saved
+        # gates and c_{t-1} with the same operations, so bit for bit
+        if approx:
+            for k in range(H):
+                tc[k] = tanh_fast(c[b, k])
+        else:
+            for k in range(H):
+                tc[k] = tanh_exact(c[b, k])
+        for k in range(H):
+            h[b, k] = gt[b, 3 * H + k] * tc[k]
+            yt[b, k] = h[b, k]
 
 
 @njit(**_KW)
-def lstm_forward(x, w_ih, w_hh, bias, h0, c0, lengths, reverse, approx, y, hprev, cprev, gates, tanhc, hn, cn):
+def lstm_forward(x, w_ih, w_hh, bias, h0, c0, lengths, reverse, approx, y, hprev, cprev, gates, hn, cn):
     """Forward of one LSTM direction over a sequence.
 
     Parameters
@@ -99,7 +122,6 @@ def lstm_forward(x, w_ih, w_hh, bias, h0, c0, lengths, reverse, approx, y, hprev
     hprev, cprev : (T, B, H) the state each step started from.
     gates : (T, B, 4H) gate activations i, f, g, o (``lstm_backward``
         overwrites them with the gate gradients).
-    tanhc : (T, B, H) tanh(c_t).
     hn, cn : (B, H) final state.
     """
     T, B, I = x.shape
@@ -113,50 +135,69 @@ def lstm_forward(x, w_ih, w_hh, bias, h0, c0, lengths, reverse, approx, y, hprev
     c = c0.copy()
     rec = np.empty((B, 4 * H), dtype=x.dtype)
     whh_t = w_hh.T.copy()
+    sin, sout, shift = _activation_coefficients(H, x.dtype)
+    tc = np.empty(H, dtype=x.dtype)
     for s in range(T):
         t = T - 1 - s if reverse else s
         np.dot(h, whh_t, rec)
-        for b in range(B):
-            if t >= lengths[b]:
-                # inactive (padding): state passes through, output 0
-                for k in range(H):
-                    hprev[t, b, k] = h[b, k]
-                    cprev[t, b, k] = c[b, k]
-                    y[t, b, k] = 0.0
-                    tanhc[t, b, k] = 0.0
-                for j in range(4 * H):
-                    gates[t, b, j] = 0.0
-                continue
-            a = gates[t, b]
-            _gates_activate(a, bias, rec[b], H, approx)
-            _cell_update(a, h[b], c[b], hprev[t, b], cprev[t, b], tanhc[t, b], y[t, b], H, approx)
+        _forward_step(t, gates[t], rec, bias, h, c, hprev[t], cprev[t], y[t], lengths, approx, sin, sout, shift, tc)
     hn[:, :] = h
     cn[:, :] = c
 
 
 @njit(**_KW)
-def _gates_backward(a, dh, dc, cprev, tanhc, dy, H):
-    """Fused derivative of one step for one sequence.
+def _backward_step(t, at, dh, dc, cpt, dyt, lengths, approx, dbias, tc, tmp):
+    """Fused derivative of one step for every sequence.
 
-    a: (4H,) gate activations i, f, g, o on entry, dL/da_t on return (each
-    k reads its four gates before writing, so in place is safe).
-    dh: gradient reaching h_t from later steps (in), dc likewise for c_t;
-    on return dc holds the gradient for c_{t-1}.
+    at: (B, 4H) gate activations i, f, g, o on entry, dL/da_t on return.
+    dh: gradient reaching h_t from later steps (in; clobbered); dc likewise
+    for c_t, and on return the gradient for c_{t-1}. Inactive rows keep dh,
+    dc (their da is already 0: the forward stored zero gates there).
+    dbias: (4H,) += the step's da (while it is in cache).
+    tc, tmp: (H,) scratch.
+
+    The math is split into simple loops over few arrays, each one updating
+    in place at one index: one big loop touching seven arrays at four gate
+    offsets needs more run-time alias checks than LLVM allows and stays scalar.
     """
-    da = a
-    for k in range(H):
-        i = a[k]
-        f = a[H + k]
-        g = a[2 * H + k]
-        o = a[3 * H + k]
-        tc = tanhc[k]
-        dhk = dh[k] + dy[k]
-        dck = dc[k] + dhk * o * (1.0 - tc * tc)
-        da[k] = dck * g * i * (1.0 - i)
-        da[H + k] = dck * cprev[k] * f * (1.0 - f)
-        da[2 * H + k] = dck * i * (1.0 - g * g)
-        da[3 * H + k] = dhk * tc * o * (1.0 - o)
-        dc[k] = dck * f
+    B, H4 = at.shape
+    H = H4 // 4
+    for b in range(B):
+        if t >= lengths[b]:
+            continue
+        for k in range(H):
+            dh[b, k] += dyt[b, k]
+        # tanh(c_t), recomputed exactly as the forward pass computed it
+        for k in range(H):
+            tc[k] = at[b, H + k] * cpt[b, k] + at[b, k] * at[b, 2 * H + k]
+        if approx:
+            for k in range(H):
+                tc[k] = tanh_fast(tc[k])
+        else:
+            for k in range(H):
+                tc[k] = tanh_exact(tc[k])
+        # dc_t = dc + dh * o * (1 - tanh(c)^2); da_o = dh * tanh(c) * o * (1 - o)
+        for k in range(H):
+            o = at[b, 3 * H + k]
+            dc[b, k] += dh[b, k] * o * (1.0 - tc[k] * tc[k])
+            at[b, 3 * H + k] = dh[b, k] * tc[k] * o * (1.0 - o)
+        # da_i = dc * g * i * (1 - i), kept aside until da_g has read i
+        for k in range(H):
+            i = at[b, k]
+            tmp[k] = dc[b, k] * at[b, 2 * H + k] * i * (1.0 - i)
+        # da_g = dc * i * (1 - g^2)
+        for k in range(H):
+            g = at[b, 2 * H + k]
+            at[b, 2 * H + k] = dc[b, k] * at[b, k] * (1.0 - g * g)
+        for k in range(H):
+            at[b, k] = tmp[k]
+        # da_f = dc * c_{t-1} * f * (1 - f); dc_{t-1} = dc * f
+        for k in range(H):
+            f = at[b, H + k]
+            at[b, H + k] = dc[b, k] * cpt[b, k] * f * (1.0 - f)
+            dc[b, k] = dc[b, k] * f
+        for j in range(H4):
+            dbias[j] += at[b, j]
 
 
 @njit(**_KW)
@@ -166,10 +207,10 @@ def lstm_backward(
     w_hh,
     lengths,
     reverse,
+    approx,
     hprev,
     cprev,
     gates,
-    tanhc,
     dy,
     dhn,
     dcn,
@@ -186,7 +227,7 @@ def lstm_backward(
     Parameters
     ----------
     x, w_ih, w_hh, lengths, reverse : as in ``lstm_forward``.
-    hprev, cprev, tanhc : (T, B, H) saved by ``lstm_forward``.
+    hprev, cprev : (T, B, H) saved by ``lstm_forward``.
     gates : (T, B, 4H) saved gate activations; CONSUMED: overwritten in place
         with the gate gradients dA (saves a (T, B, 4H) buffer).
     dy : (T, B, H) gradient of the loss w.r.t. the outputs y.
@@ -205,14 +246,12 @@ def lstm_backward(
     dh = dhn.copy()
     dc = dcn.copy()
     rec = np.empty((B, H), dtype=x.dtype)
+    tmp = np.empty(H, dtype=x.dtype)
+    tc = np.empty(H, dtype=x.dtype)
     for s in range(T):
         # walk the steps in the opposite order of the forward pass
         t = s if reverse else T - 1 - s
-        for b in range(B):
-            if t >= lengths[b]:
-                # inactive: gates were stored as 0, so da = 0; dh, dc pass through
-                continue
-            _gates_backward(da[t, b], dh[b], dc[b], cprev[t, b], tanhc[t, b], dy[t, b], H)
+        _backward_step(t, da[t], dh, dc, cprev[t], dy[t], lengths, approx, dbias, tc, tmp)
         np.dot(da[t], w_hh, rec)
         for b in range(B):
             if t < lengths[b]:
@@ -226,8 +265,5 @@ def lstm_backward(
         np.dot(da2, w_ih, dx.reshape(T * B, I))
     dw_ih += np.dot(da2.T, x.reshape(T * B, I))
     dw_hh += np.dot(da2.T, hprev.reshape(T * B, H))
-    for r in range(T * B):
-        for j in range(4 * H):
-            dbias[j] += da2[r, j]
     dh0[:, :] = dh
     dc0[:, :] = dc
