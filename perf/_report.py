@@ -18,16 +18,24 @@ def time_once(fn) -> float:
     return time.perf_counter() - t0
 
 
-def interleaved(fns: dict, reps: int, warmup: int = 2) -> dict[str, float]:
-    """Median seconds of each callable, run round-robin so that machine noise
-    hits all of them alike."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
+def interleaved(fns: dict, reps: int, inner: int = 3, gap: float = 0.15) -> dict[str, float]:
+    """Median seconds per call of each callable, measured round-robin.
+
+    Each round gives every implementation a block: a pause of ``gap`` seconds
+    (so that the other library's worker threads, which spin-wait for up to
+    about 0.1 s after a call, are asleep), one untimed call (wakes its own
+    thread pool, warms caches), then ``inner`` timed calls. Without the pause,
+    OpenBLAS threads spinning after numlstm's call and OpenMP threads spinning
+    after torch's steal one of the two cores from whoever runs next, and
+    both sides measure 2-3x slower than alone.
+    """
     times = {k: [] for k in fns}
     for _ in range(reps):
         for k, fn in fns.items():
-            times[k].append(time_once(fn))
+            time.sleep(gap)
+            fn()
+            for _ in range(inner):
+                times[k].append(time_once(fn))
     return {k: float(np.median(v)) for k, v in times.items()}
 
 

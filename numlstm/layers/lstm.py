@@ -2,11 +2,67 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
+from numlstm._threads import num_chunks, run_blocks, single_threaded_blas
 from numlstm._validation import check_array, check_bool, check_dtype, check_float, check_int
-from numlstm.kernels.cpu.lstm import lstm_backward, lstm_forward
+from numlstm.kernels.cpu.linalg import matmul_add, matmul_into, matmul_tn_add
+from numlstm.kernels.cpu.lstm import lstm_backward_rows, lstm_forward_rows
 from numlstm.layers.base import Layer
+
+
+def _split(n: int, parts: int) -> list[tuple[int, int]]:
+    return [(c * n // parts, (c + 1) * n // parts) for c in range(parts)]
+
+
+def _forward_direction(x, w_ih, w_hh, bias, h0, c0, lens, reverse, approx, gates, y, hp, cp, hn, cn, blocks):
+    """One layer direction: the input projection of all steps as ONE product,
+    then the time loop per row block. Shapes as in ``lstm_forward_rows``;
+    x: (T, B, I).
+
+    With several blocks the caller holds BLAS single-threaded and every
+    product is split into row halves run side by side: mixing in a
+    multi-threaded BLAS call leaves its worker spinning on a core that the
+    block threads need (measured: 1.5x slower than serial)."""
+    T, B, I = x.shape
+    x2 = x.reshape(T * B, I)
+    g2 = gates.reshape(T * B, gates.shape[2])
+    wih_t = np.ascontiguousarray(w_ih.T)
+    run_blocks([partial(matmul_into, x2[r0:r1], wih_t, g2[r0:r1]) for r0, r1 in _split(T * B, len(blocks))])
+    args = (gates, np.ascontiguousarray(w_hh.T), bias, h0, c0, lens, reverse, approx, y, hp, cp, hn, cn)
+    run_blocks([partial(lstm_forward_rows, *args, b0, b1) for b0, b1 in blocks])
+
+
+def _backward_direction(
+    x, w_ih, w_hh, lens, reverse, approx, gates, hp, cp, dy, dhn, dcn, dx_add, dx, dw_ih, dw_hh, dbias_parts, dh0, dc0, blocks
+):
+    """BPTT of one layer direction: the time loop per row block, then dx,
+    dW_ih, dW_hh as ONE product each over all steps (split into row halves
+    with per-thread partial sums of the weight gradients when there are
+    several blocks). ``gates`` is consumed (it becomes dA)."""
+    T, B, I = x.shape
+    H = w_hh.shape[1]
+    args = (gates, w_hh, lens, reverse, approx, cp, dy, dhn, dcn)
+    run_blocks([partial(lstm_backward_rows, *args, dbias_parts[c], dh0, dc0, b0, b1) for c, (b0, b1) in enumerate(blocks)])
+    da2 = gates.reshape(T * B, 4 * H)
+    x2 = x.reshape(T * B, I)
+    hp2 = hp.reshape(T * B, H)
+    dx2 = dx.reshape(T * B, I)
+    parts_ih = [dw_ih] + [np.zeros_like(dw_ih) for _ in blocks[1:]]
+    parts_hh = [dw_hh] + [np.zeros_like(dw_hh) for _ in blocks[1:]]
+
+    def work(c, r0, r1):
+        (matmul_add if dx_add else matmul_into)(da2[r0:r1], w_ih, dx2[r0:r1])
+        matmul_tn_add(da2[r0:r1], x2[r0:r1], parts_ih[c])
+        matmul_tn_add(da2[r0:r1], hp2[r0:r1], parts_hh[c])
+
+    run_blocks([partial(work, c, r0, r1) for c, (r0, r1) in enumerate(_split(T * B, len(blocks)))])
+    for p in parts_ih[1:]:
+        dw_ih += p
+    for p in parts_hh[1:]:
+        dw_hh += p
 
 
 class LSTM(Layer):
@@ -200,6 +256,7 @@ class LSTM(Layer):
         hn = np.empty((L * D, B, H), dt)
         cn = np.empty((L * D, B, H), dt)
         inp = np.ascontiguousarray(x.transpose(1, 0, 2))  # time-major (T, B, I)
+        blocks = self._blocks(B)
         cache = []
         for k in range(L):
             layer_cache = {"x": inp, "dirs": [], "mask": None}
@@ -211,10 +268,11 @@ class LSTM(Layer):
                 idx = k * D + d
                 y, hp, cp = (self._buffer((idx, name), (T, B, H)) for name in ("y", "hp", "cp"))
                 gates = self._buffer((idx, "gates"), (T, B, 4 * H))
-                lstm_forward(
-                    inp, w_ih, w_hh, bias, h0[idx], c0[idx], lens, d == 1, self._approx,
-                    y, hp, cp, gates, hn[idx], cn[idx],
-                )  # fmt: skip
+                with single_threaded_blas(len(blocks) > 1):
+                    _forward_direction(
+                        inp, w_ih, w_hh, bias, h0[idx], c0[idx], lens, d == 1, self._approx,
+                        gates, y, hp, cp, hn[idx], cn[idx], blocks,
+                    )  # fmt: skip
                 outs.append(y)
                 layer_cache["dirs"].append((hp, cp, gates))
             out = outs[0] if D == 1 else np.concatenate(outs, axis=2)
@@ -244,6 +302,11 @@ class LSTM(Layer):
             buf = np.empty(shape, self.dtype)
             self._workspace[key] = buf
         return buf
+
+    def _blocks(self, B: int) -> list[tuple[int, int]]:
+        """Row blocks of the batch that run the time loop on separate threads."""
+        n = num_chunks(B, B * self.hidden_size * 4 * self.hidden_size)
+        return [(c * B // n, (c + 1) * B // n) for c in range(n)]
 
     def _bias(self, k, sfx):
         if not self.bias:
@@ -294,7 +357,8 @@ class LSTM(Layer):
         lens = cache["lengths"]
         dh0 = np.empty((L * D, B, H), dt)
         dc0 = np.empty((L * D, B, H), dt)
-        dbias = np.empty(4 * H, dt)
+        blocks = self._blocks(B)
+        dbias_parts = np.empty((len(blocks), 4 * H), dt)
         # the kernels overwrite the saved gates with their gradients: this
         # forward pass can be differentiated once (as in PyTorch)
         self._cache = None
@@ -306,14 +370,16 @@ class LSTM(Layer):
                 hp, cp, gates = lc["dirs"][d]
                 dy_d = dy_tm if D == 1 else np.ascontiguousarray(dy_tm[:, :, d * H : (d + 1) * H])
                 idx = k * D + d
-                dbias.fill(0)
-                lstm_backward(
-                    x, self.params[f"weight_ih_l{k}{sfx}"], self.params[f"weight_hh_l{k}{sfx}"],
-                    lens, d == 1, self._approx, hp, cp, gates, dy_d, dhn[idx], dcn[idx],
-                    d == 1, dx, self.grads[f"weight_ih_l{k}{sfx}"], self.grads[f"weight_hh_l{k}{sfx}"],
-                    dbias, dh0[idx], dc0[idx],
-                )  # fmt: skip
+                dbias_parts.fill(0)
+                with single_threaded_blas(len(blocks) > 1):
+                    _backward_direction(
+                        x, self.params[f"weight_ih_l{k}{sfx}"], self.params[f"weight_hh_l{k}{sfx}"], lens, d == 1,
+                        self._approx, gates, hp, cp, dy_d, dhn[idx], dcn[idx], d == 1, dx,
+                        self.grads[f"weight_ih_l{k}{sfx}"], self.grads[f"weight_hh_l{k}{sfx}"], dbias_parts,
+                        dh0[idx], dc0[idx], blocks,
+                    )  # fmt: skip
                 if self.bias:
+                    dbias = dbias_parts.sum(axis=0)
                     self.grads[f"bias_ih_l{k}{sfx}"] += dbias
                     self.grads[f"bias_hh_l{k}{sfx}"] += dbias
             if k > 0:

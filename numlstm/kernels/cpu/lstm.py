@@ -12,9 +12,14 @@ Schedule (see docs/lstm_math.md):
 * forward: the input projection of every time step is one matrix product
   (T*B, I) x (I, 4H); per step only h_{t-1} W_hh^T and one fused pass over the
   four gates and the cell;
-* backward: per step only the fused gate derivative dA_t and
-  dh_{t-1} = dA_t W_hh; dx, dW_ih, dW_hh and db are one product (one sum)
-  each over all steps after the loop.
+* backward: per step only the fused gate derivative dA_t (whose row sum
+  feeds db while it is in cache) and dh_{t-1} = dA_t W_hh; dx, dW_ih and
+  dW_hh are one product each over all steps after the loop
+  (``numlstm.kernels.cpu.linalg``).
+
+Batch rows are independent, so the time loops take a row block ``b0:b1``:
+the layer runs blocks on separate threads with no synchronisation between
+steps.
 
 All arrays are time-major, ``(T, B, ...)``, so that a step's rows are
 contiguous for BLAS. ``reverse`` runs the loop from the last step to the first
@@ -104,45 +109,47 @@ def _forward_step(t, gt, rec, bias, h, c, hpt, cpt, yt, lengths, approx, sin, so
 
 
 @njit(**_KW)
-def lstm_forward(x, w_ih, w_hh, bias, h0, c0, lengths, reverse, approx, y, hprev, cprev, gates, hn, cn):
-    """Forward of one LSTM direction over a sequence.
+def lstm_forward_rows(gates, whh_t, bias, h0, c0, lengths, reverse, approx, y, hprev, cprev, hn, cn, b0, b1):
+    """Recurrent part of the forward pass of one LSTM direction, for the
+    batch rows b0:b1 (rows are independent: row blocks can run on separate
+    threads, with no synchronisation between steps).
 
     Parameters
     ----------
-    x : (T, B, I) input, time-major, C-contiguous.
-    w_ih : (4H, I); w_hh : (4H, H); bias : (4H,) = b_ih + b_hh.
+    gates : (T, B, 4H) holding x_t W_ih^T (the input projection of every
+        step, one product done before the time loop);
+        on return the gate activations i, f, g, o (``lstm_backward_rows``
+        overwrites them with the gate gradients).
+    whh_t : (H, 4H) W_hh^T, C-contiguous; bias : (4H,) = b_ih + b_hh.
     h0, c0 : (B, H) initial state.
     lengths : (B,) int64 valid lengths (all T when there is no padding).
     reverse : run from t = T-1 down to 0.
     approx : use the vectorised rational activations (float32).
+    b0, b1 : the row block.
 
-    Outputs (written)
-    -----------------
+    Outputs (rows b0:b1 written)
+    ----------------------------
     y : (T, B, H) outputs h_t (0 at inactive steps).
     hprev, cprev : (T, B, H) the state each step started from.
-    gates : (T, B, 4H) gate activations i, f, g, o (``lstm_backward``
-        overwrites them with the gate gradients).
     hn, cn : (B, H) final state.
     """
-    T, B, I = x.shape
-    H = w_hh.shape[1]
-    # Input projection of every step at once, (T*B, I) x (I, 4H), written
-    # straight into the gates buffer (no extra (T, B, 4H) temporary). BLAS is
-    # 2-3x faster on these skinny products with C-contiguous W^T than with
-    # the transposed view, so the (small) transposes are copied once.
-    np.dot(x.reshape(T * B, I), w_ih.T.copy(), gates.reshape(T * B, 4 * H))
-    h = h0.copy()
-    c = c0.copy()
-    rec = np.empty((B, 4 * H), dtype=x.dtype)
-    whh_t = w_hh.T.copy()
-    sin, sout, shift = _activation_coefficients(H, x.dtype)
-    tc = np.empty(H, dtype=x.dtype)
+    T = gates.shape[0]
+    H = whh_t.shape[0]
+    h = h0[b0:b1].copy()
+    c = c0[b0:b1].copy()
+    rec = np.empty((b1 - b0, 4 * H), dtype=gates.dtype)
+    tc = np.empty(H, dtype=gates.dtype)
+    sin, sout, shift = _activation_coefficients(H, gates.dtype)
+    lens = lengths[b0:b1]
     for s in range(T):
         t = T - 1 - s if reverse else s
         np.dot(h, whh_t, rec)
-        _forward_step(t, gates[t], rec, bias, h, c, hprev[t], cprev[t], y[t], lengths, approx, sin, sout, shift, tc)
-    hn[:, :] = h
-    cn[:, :] = c
+        _forward_step(
+            t, gates[t, b0:b1], rec, bias, h, c, hprev[t, b0:b1], cprev[t, b0:b1], y[t, b0:b1],
+            lens, approx, sin, sout, shift, tc,
+        )  # fmt: skip
+    hn[b0:b1] = h
+    cn[b0:b1] = c
 
 
 @njit(**_KW)
@@ -201,69 +208,45 @@ def _backward_step(t, at, dh, dc, cpt, dyt, lengths, approx, dbias, tc, tmp):
 
 
 @njit(**_KW)
-def lstm_backward(
-    x,
-    w_ih,
-    w_hh,
-    lengths,
-    reverse,
-    approx,
-    hprev,
-    cprev,
-    gates,
-    dy,
-    dhn,
-    dcn,
-    dx_add,
-    dx,
-    dw_ih,
-    dw_hh,
-    dbias,
-    dh0,
-    dc0,
-):
-    """Backward (BPTT) of one LSTM direction; parameter gradients ACCUMULATE.
+def lstm_backward_rows(gates, w_hh, lengths, reverse, approx, cprev, dy, dhn, dcn, dbias, dh0, dc0, b0, b1):
+    """Recurrent part of BPTT for one LSTM direction, batch rows b0:b1.
 
     Parameters
     ----------
-    x, w_ih, w_hh, lengths, reverse : as in ``lstm_forward``.
-    hprev, cprev : (T, B, H) saved by ``lstm_forward``.
-    gates : (T, B, 4H) saved gate activations; CONSUMED: overwritten in place
-        with the gate gradients dA (saves a (T, B, 4H) buffer).
+    gates : (T, B, 4H) gate activations saved by ``lstm_forward_rows``;
+        CONSUMED: rows b0:b1 are overwritten in place with the gate gradients
+        dA_t (saves a (T, B, 4H) buffer), from which the caller then forms
+        dx, dW_ih, dW_hh as one product each over all steps.
+    w_hh : (4H, H); lengths, reverse, approx : as in ``lstm_forward_rows``.
+    cprev : (T, B, H) saved by ``lstm_forward_rows``.
     dy : (T, B, H) gradient of the loss w.r.t. the outputs y.
     dhn, dcn : (B, H) gradient w.r.t. the final state.
-    dx_add : False: dx = dL/dx; True: dx += dL/dx (second direction).
+    dbias : (4H,) += the bias gradient of these rows (one accumulator per
+        row block: no race between threads).
 
     Outputs
     -------
-    dx : (T, B, I).
-    dw_ih : (4H, I) +=; dw_hh : (4H, H) +=; dbias : (4H,) +=.
-    dh0, dc0 : (B, H) = dL/d(initial state) (overwritten).
+    dh0, dc0 : (B, H) rows b0:b1 = dL/d(initial state).
     """
-    T, B, I = x.shape
+    T = gates.shape[0]
     H = w_hh.shape[1]
-    da = gates
-    dh = dhn.copy()
-    dc = dcn.copy()
-    rec = np.empty((B, H), dtype=x.dtype)
-    tmp = np.empty(H, dtype=x.dtype)
-    tc = np.empty(H, dtype=x.dtype)
+    nb = b1 - b0
+    dh = dhn[b0:b1].copy()
+    dc = dcn[b0:b1].copy()
+    rec = np.empty((nb, H), dtype=gates.dtype)
+    tmp = np.empty(H, dtype=gates.dtype)
+    tc = np.empty(H, dtype=gates.dtype)
+    lens = lengths[b0:b1]
     for s in range(T):
         # walk the steps in the opposite order of the forward pass
         t = s if reverse else T - 1 - s
-        _backward_step(t, da[t], dh, dc, cprev[t], dy[t], lengths, approx, dbias, tc, tmp)
-        np.dot(da[t], w_hh, rec)
-        for b in range(B):
-            if t < lengths[b]:
+        da_t = gates[t, b0:b1]
+        _backward_step(t, da_t, dh, dc, cprev[t, b0:b1], dy[t, b0:b1], lens, approx, dbias, tc, tmp)
+        # dh_{t-1} = dA_t W_hh; inactive rows pass dh through unchanged
+        np.dot(da_t, w_hh, rec)
+        for b in range(nb):
+            if t < lens[b]:
                 for k in range(H):
                     dh[b, k] = rec[b, k]
-    # one product each over all steps
-    da2 = da.reshape(T * B, 4 * H)
-    if dx_add:
-        dx.reshape(T * B, I)[:, :] += np.dot(da2, w_ih)
-    else:
-        np.dot(da2, w_ih, dx.reshape(T * B, I))
-    dw_ih += np.dot(da2.T, x.reshape(T * B, I))
-    dw_hh += np.dot(da2.T, hprev.reshape(T * B, H))
-    dh0[:, :] = dh
-    dc0[:, :] = dc
+    dh0[b0:b1] = dh
+    dc0[b0:b1] = dc
