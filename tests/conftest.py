@@ -57,3 +57,18 @@ def rng() -> np.random.Generator:
 def lstm64(rng) -> numlstm.LSTM:
     """A float64 LSTM(3, 2, num_layers=2, bidirectional=True) with random non-zero parameters."""
     return make_lstm(rng, 3, 2, num_layers=2, bidirectional=True)
+
+
+@pytest.fixture(params=["serial", "row-blocks"])
+def cpu_path(request, monkeypatch):
+    """Run a test on both CPU schedules: one thread per layer direction, and the
+    batch split into row blocks on separate threads (forced here even for tiny
+    batches, down to one row per block)."""
+    if request.param == "row-blocks":
+        from numlstm import config
+
+        monkeypatch.setattr(config, "PARALLEL_MIN_ROWS", 1)
+        monkeypatch.setattr(config, "PARALLEL_MAX_BATCH", 10**9)
+        monkeypatch.setattr(config, "PARALLEL_MIN_STEP_MACS", 0)
+        monkeypatch.setattr(config, "PARALLEL_MAX_CHUNKS", 2)
+    return request.param

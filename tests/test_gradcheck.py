@@ -9,6 +9,9 @@ from conftest import make_lstm, random_state
 import numlstm
 from numlstm import gradcheck
 
+# every test here runs on both CPU schedules (see conftest.cpu_path)
+pytestmark = pytest.mark.usefixtures("cpu_path")
+
 TOL = 1e-6
 
 CONFIGS = {

@@ -11,6 +11,9 @@ from naive import lstm_backward_naive, lstm_forward_naive
 
 import numlstm
 
+# every test here runs on both CPU schedules (see conftest.cpu_path)
+pytestmark = pytest.mark.usefixtures("cpu_path")
+
 B, T, I, H = 3, 5, 3, 2
 
 CONFIGS = {

@@ -12,6 +12,9 @@ from numlstm.interop import lstm_from_torch, lstm_to_torch
 torch = pytest.importorskip("torch")
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
 
+# every test here runs on both CPU schedules (see conftest.cpu_path)
+pytestmark = pytest.mark.usefixtures("cpu_path")
+
 B, T, I, H = 3, 4, 3, 2
 
 CONFIGS = {
