@@ -40,7 +40,7 @@ def main() -> None:
     lstm = numlstm.LSTM(1, H, return_sequences=False, seed=0)
     w = (rng.standard_normal((H, C)) / np.sqrt(H)).astype(np.float32)
     b = np.zeros(C, np.float32)
-    params = lstm.parameters() + [w, b]
+    params = [p.data for p in lstm.parameters()] + [w, b]
     m = [np.zeros_like(p) for p in params]
     v = [np.zeros_like(p) for p in params]
     lr, beta1, beta2, eps, step = 1e-2, 0.9, 0.999, 1e-8, 0

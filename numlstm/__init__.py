@@ -11,7 +11,8 @@ from numlstm import interop
 from numlstm._warmup import warmup
 from numlstm.gradcheck import gradcheck
 from numlstm.layers import LSTM, Layer
+from numlstm.parameter import Parameter
 
 __version__ = "0.1.0"
 
-__all__ = ["LSTM", "Layer", "gradcheck", "interop", "warmup", "__version__"]
+__all__ = ["LSTM", "Layer", "Parameter", "gradcheck", "interop", "warmup", "__version__"]

@@ -6,6 +6,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from numlstm.parameter import Parameter
+
 
 class Layer:
     """Base class of all layers.
@@ -45,13 +47,16 @@ class Layer:
         for g in self.grads.values():
             g.fill(0)
 
-    def named_parameters(self) -> Iterator[tuple[str, np.ndarray]]:
-        """(name, array) pairs of the trainable parameters."""
-        yield from self.params.items()
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
+        """(name, array) pairs of the trainable parameters (the arrays themselves)."""
+        for k, v in self.params.items():
+            yield prefix + k, v
 
-    def parameters(self) -> list[np.ndarray]:
-        """The trainable parameter arrays (the same objects, not copies)."""
-        return list(self.params.values())
+    def parameters(self, prefix: str = "") -> list[Parameter]:
+        """The trainable parameters as ``Parameter(name, data, grad)`` objects
+        whose ``data``/``grad`` are the layer's own arrays: what optimizers
+        take, as in ``numlstm.optim.Adam(layer.parameters(), lr=1e-3)``."""
+        return [Parameter(prefix + k, v, self.grads[k]) for k, v in self.params.items()]
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of the parameters, by name."""
