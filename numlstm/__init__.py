@@ -9,10 +9,33 @@
 
 from numlstm import interop
 from numlstm._warmup import warmup
+from numlstm.checkpoint import Checkpoint, load, save
 from numlstm.gradcheck import gradcheck
-from numlstm.layers import LSTM, Layer
+from numlstm.layers import LSTM, Dense, Dropout, Flatten, LastStep, Layer, ReLU, Sigmoid, Tanh, register
+from numlstm.models import Model, Sequential
 from numlstm.parameter import Parameter
 
 __version__ = "0.1.0"
 
-__all__ = ["LSTM", "Layer", "Parameter", "gradcheck", "interop", "warmup", "__version__"]
+__all__ = [
+    "LSTM",
+    "Layer",
+    "Parameter",
+    "gradcheck",
+    "interop",
+    "warmup",
+    "__version__",
+    "Checkpoint",
+    "Dense",
+    "Dropout",
+    "Flatten",
+    "LastStep",
+    "Model",
+    "ReLU",
+    "Sequential",
+    "Sigmoid",
+    "Tanh",
+    "load",
+    "register",
+    "save",
+]
