@@ -7,13 +7,14 @@
 (4, 10, 16)
 """
 
-from numlstm import interop
+from numlstm import callbacks, interop, losses, optim, plots
 from numlstm._warmup import warmup
 from numlstm.checkpoint import Checkpoint, load, save
 from numlstm.gradcheck import gradcheck
 from numlstm.layers import LSTM, Dense, Dropout, Flatten, LastStep, Layer, ReLU, Sigmoid, Tanh, register
 from numlstm.models import Model, Sequential
 from numlstm.parameter import Parameter
+from numlstm.trainer import History, Trainer
 
 __version__ = "0.1.0"
 
@@ -38,4 +39,10 @@ __all__ = [
     "load",
     "register",
     "save",
+    "History",
+    "Trainer",
+    "callbacks",
+    "losses",
+    "optim",
+    "plots",
 ]

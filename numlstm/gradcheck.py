@@ -70,7 +70,11 @@ def gradcheck(
     """
     if not isinstance(layer, Layer):
         raise TypeError(f"layer: expected a numlstm layer, got {type(layer).__name__}")
-    if getattr(layer, "dtype", None) != np.float64:
+    # parameter-free layers (activations) take their dtype from the input
+    layer_dtype = getattr(layer, "dtype", None)
+    if layer_dtype is None and not layer.params and np.asarray(x).dtype == np.float64:
+        layer_dtype = np.float64
+    if layer_dtype != np.float64:
         raise ValueError(
             f"layer: gradcheck needs a float64 layer, got dtype {getattr(layer, 'dtype', None)}: "
             "build the layer with dtype=np.float64"
