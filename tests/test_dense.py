@@ -410,10 +410,12 @@ def test_gradcheck_refuses_random_dropout(rng):
         gradcheck(layer, x)
 
 
-def test_gradcheck_needs_a_known_dtype():
-    # parameter-free layers take their dtype from the input: unknown before the first call
+def test_gradcheck_of_parameter_free_layers_follows_the_input_dtype():
+    # parameter-free layers take their dtype from the input: float64 input is checkable at once
+    errors = gradcheck(Tanh(), np.random.default_rng(0).standard_normal((2, 3)))
+    assert errors["x"] < 1e-6
     with pytest.raises(ValueError, match="float64 layer"):
-        gradcheck(Tanh(), np.zeros((2, 3)))
+        gradcheck(Tanh(), np.zeros((2, 3), np.float32))
 
 
 @pytest.mark.parametrize(
