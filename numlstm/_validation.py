@@ -59,6 +59,20 @@ def check_bool(value, name: str) -> bool:
     return bool(value)
 
 
+def as_array(x, name: str) -> np.ndarray:
+    """``x`` as an ndarray: arrays pass, lists/tuples and array-likes are
+    converted; a ragged nested sequence raises ValueError and anything else
+    TypeError, naming the argument."""
+    if isinstance(x, np.ndarray):
+        return x
+    if isinstance(x, (list, tuple)) or hasattr(x, "__array__"):
+        try:
+            return np.asarray(x)
+        except ValueError as exc:
+            raise ValueError(f"{name}: expected a rectangular array, got a ragged nested sequence") from exc
+    raise TypeError(f"{name}: expected a numpy array, got {type(x).__name__}")
+
+
 def _shape_str(shape) -> str:
     return "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"
 
@@ -75,14 +89,7 @@ def check_array(x, name: str, shape, dtype: np.dtype, names=None) -> np.ndarray:
         layer is an error, as in PyTorch).
     names : optional names of the axes, for the message.
     """
-    if not isinstance(x, np.ndarray):
-        if hasattr(x, "__array__") or isinstance(x, (list, tuple)):
-            try:
-                x = np.asarray(x)
-            except ValueError as exc:
-                raise ValueError(f"{name}: expected a rectangular array, got a ragged nested sequence") from exc
-        else:
-            raise TypeError(f"{name}: expected a numpy array, got {type(x).__name__}")
+    x = as_array(x, name)
     axes = f" {_shape_str(names)}" if names is not None else ""
     if x.ndim != len(shape):
         raise ValueError(f"{name}: expected a {len(shape)}-d array{axes} of shape {_shape_str(shape)}, got shape {x.shape}")

@@ -24,7 +24,7 @@ import numbers
 
 import numpy as np
 
-from numlstm._validation import FLOAT_DTYPES, check_float, check_int
+from numlstm._validation import FLOAT_DTYPES, as_array, check_float, check_int
 
 __all__ = ["BCEWithLogitsLoss", "CrossEntropyLoss", "Loss", "MSELoss", "get_loss"]
 
@@ -32,14 +32,7 @@ _REDUCTIONS = ("mean", "sum", "none")
 
 
 def _check_pred(pred, name: str = "pred") -> np.ndarray:
-    if not isinstance(pred, np.ndarray):
-        if isinstance(pred, (list, tuple)) or hasattr(pred, "__array__"):
-            try:
-                pred = np.asarray(pred)
-            except ValueError as exc:
-                raise ValueError(f"{name}: expected a rectangular array, got a ragged nested sequence") from exc
-        else:
-            raise TypeError(f"{name}: expected a numpy array, got {type(pred).__name__}")
+    pred = as_array(pred, name)
     if pred.dtype not in FLOAT_DTYPES:
         hint = f": use {name}.astype(np.float32)" if pred.dtype.kind in "iub" else ""
         raise TypeError(f"{name}: expected dtype float32 or float64, got {pred.dtype}{hint}")

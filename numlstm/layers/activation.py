@@ -9,20 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from numlstm._validation import FLOAT_DTYPES, check_array, check_float, check_int
+from numlstm._validation import FLOAT_DTYPES, as_array, check_array, check_float, check_int
 from numlstm.layers.base import Layer
 
 
 def _float_input(x, name: str, min_ndim: int, axes: str) -> np.ndarray:
     """A non-empty float32/float64 array with at least ``min_ndim`` axes, C-contiguous."""
-    if not isinstance(x, np.ndarray):
-        if isinstance(x, (list, tuple)) or hasattr(x, "__array__"):
-            try:
-                x = np.asarray(x)
-            except ValueError as exc:
-                raise ValueError(f"{name}: expected a rectangular array, got a ragged nested sequence") from exc
-        else:
-            raise TypeError(f"{name}: expected a numpy array, got {type(x).__name__}")
+    x = as_array(x, name)
     if x.ndim < min_ndim:
         raise ValueError(f"{name}: expected an array of at least {min_ndim} dimensions {axes}, got shape {x.shape}")
     if x.dtype not in FLOAT_DTYPES:

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from numlstm._validation import check_array, check_bool, check_dtype, check_int
+from numlstm._validation import as_array, check_array, check_bool, check_dtype, check_int
 from numlstm.kernels.cpu.linalg import matmul_into, matmul_tn_add
 from numlstm.layers.base import Layer
 
 
 def _leading_shape(x, name: str, last: int) -> tuple:
     """The expected shape ``(?, ..., last)`` for ``check_array``, with the rank of ``x``."""
-    if isinstance(x, np.ndarray):
-        ndim = x.ndim
-    elif isinstance(x, (list, tuple)) or hasattr(x, "__array__"):
-        try:
-            ndim = np.ndim(x)
-        except ValueError as exc:
-            raise ValueError(f"{name}: expected a rectangular array, got a ragged nested sequence") from exc
-    else:
-        raise TypeError(f"{name}: expected a numpy array, got {type(x).__name__}")
+    ndim = as_array(x, name).ndim
     if ndim == 0:
         raise ValueError(f"{name}: expected an array of shape (..., {last}), got a 0-d array (a scalar)")
     return (None,) * (ndim - 1) + (last,)
