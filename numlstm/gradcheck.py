@@ -27,6 +27,7 @@ def _forward(layer, x, state, forward_kwargs):
 def gradcheck(
     layer: Layer,
     x: np.ndarray,
+    /,
     state=None,
     *,
     eps: float = 1e-6,
@@ -59,7 +60,8 @@ def gradcheck(
         Check at most this many randomly chosen elements per tensor (all when
         None), for large layers.
     **forward_kwargs
-        Passed to ``forward`` (e.g. ``lengths=``).
+        Passed to ``forward`` (e.g. ``lengths=``; ``layer`` and ``x`` are
+        positional-only here, so a layer's own ``x=`` keyword passes through).
 
     Returns
     -------
