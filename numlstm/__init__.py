@@ -11,7 +11,25 @@ from numlstm import callbacks, interop, losses, optim, plots
 from numlstm._warmup import warmup
 from numlstm.checkpoint import Checkpoint, load, save
 from numlstm.gradcheck import gradcheck
-from numlstm.layers import LSTM, Dense, Dropout, Flatten, LastStep, Layer, ReLU, Sigmoid, Tanh, register
+from numlstm.layers import (
+    LSTM,
+    AvgPool2D,
+    BatchNorm2D,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2D,
+    LastStep,
+    Layer,
+    MaxPool2D,
+    ReLU,
+    Sigmoid,
+    Tanh,
+    TimeDistributed,
+    register,
+)
+from numlstm.layers.attention import AttentionLSTM, TemporalAttention, attention_penalty
 from numlstm.models import Model, Sequential
 from numlstm.parameter import Parameter
 from numlstm.trainer import History, Trainer
@@ -20,6 +38,15 @@ __version__ = "0.1.0"
 
 __all__ = [
     "LSTM",
+    "AvgPool2D",
+    "BatchNorm2D",
+    "Conv2D",
+    "GlobalAvgPool2D",
+    "MaxPool2D",
+    "TimeDistributed",
+    "AttentionLSTM",
+    "TemporalAttention",
+    "attention_penalty",
     "Layer",
     "Parameter",
     "gradcheck",

@@ -35,11 +35,20 @@ def _load_builtins() -> None:
         return
     _builtins_loaded = True
     from numlstm.layers.activation import Dropout, Flatten, LastStep, ReLU, Sigmoid, Tanh
+    from numlstm.layers.attention import AttentionLSTM, TemporalAttention
+    from numlstm.layers.batchnorm import BatchNorm2D
+    from numlstm.layers.conv import Conv2D
     from numlstm.layers.dense import Dense
     from numlstm.layers.lstm import LSTM
+    from numlstm.layers.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+    from numlstm.layers.time_distributed import TimeDistributed
     from numlstm.models.sequential import Sequential
 
     for cls in (LSTM, Dense, ReLU, Tanh, Sigmoid, Flatten, Dropout, LastStep, Sequential):
+        register(cls)
+    for cls in (Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D, BatchNorm2D, TimeDistributed):
+        register(cls)
+    for cls in (AttentionLSTM, TemporalAttention):
         register(cls)
 
 

@@ -1,0 +1,138 @@
+"""Conv2D training step and forward pass: numlstm against torch.nn.Conv2d (the CNN-LSTM frame encoder).
+
+Run: ``python perf/layers_cpu.py`` (add ``--write`` to update docs/performance.md).
+The case: 64 frames of 1x64x64 -> Conv2D(1, 16, 3, padding=1) -> ReLU ->
+Conv2D(16, 32, 3, padding=1). Float32, 2 threads, both implementations timed
+round-robin in one process after warm-up; the table gives medians and the
+ratio numlstm / torch (below 1 means numlstm is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
+os.environ.setdefault("NUMBA_NUM_THREADS", "2")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _report import interleaved, machine_line, write_section  # noqa: E402
+
+import numlstm  # noqa: E402
+from numlstm.layers.conv import Conv2D  # noqa: E402
+
+CASES = [
+    # (frames, in_channels, height, width, c1, c2)
+    (64, 1, 64, 64, 16, 32),
+    (16, 3, 32, 32, 16, 32),
+]
+
+
+def conv_flops(N, C, H, W, c1, c2) -> float:
+    """Forward FLOPs (multiply-adds count 2) of both convolutions (3x3, 'same' size)."""
+    return 2.0 * N * H * W * 9 * (C * c1 + c1 * c2)
+
+
+def bench_case(N, C, H, W, c1, c2, torch, reps):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((N, C, H, W)).astype(np.float32)
+    model = numlstm.Sequential([Conv2D(C, c1, 3, padding=1, seed=0), numlstm.ReLU(), Conv2D(c1, c2, 3, padding=1, seed=1)])
+    dy = rng.standard_normal((N, c2, H, W)).astype(np.float32)
+
+    def nl_step():
+        model.train()
+        model.zero_grad()
+        model.forward(x)
+        model.backward(dy)
+
+    def nl_fwd():
+        model.eval()
+        model.forward(x)
+
+    step_fns = {"numlstm": nl_step}
+    fwd_fns = {"numlstm": nl_fwd}
+    if torch is not None:
+        m = torch.nn.Sequential(torch.nn.Conv2d(C, c1, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(c1, c2, 3, padding=1))
+        m.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
+        xt = torch.from_numpy(x).requires_grad_(True)
+        dyt = torch.from_numpy(dy)
+
+        def torch_step():
+            m.zero_grad()
+            xt.grad = None
+            m(xt).backward(dyt)
+
+        def torch_fwd():
+            with torch.no_grad():
+                m(xt)
+
+        step_fns["torch"] = torch_step
+        fwd_fns["torch"] = torch_fwd
+    return interleaved(step_fns, reps), interleaved(fwd_fns, reps)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--write", action="store_true", help="write the table into docs/performance.md")
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--reps", type=int, default=7, help="round-robin rounds (3 timed calls each)")
+    args = ap.parse_args(argv)
+    torch = None
+    if not args.no_torch:
+        try:
+            import torch
+
+            torch.set_num_threads(2)
+        except ImportError:
+            print("torch not installed: timing numlstm only")
+    head = (
+        "| (frames, C, H, W) -> c1 -> c2 | step numlstm ms | step torch ms | step ratio "
+        "| fwd numlstm ms | fwd torch ms | fwd ratio | numlstm step GFLOP/s |"
+    )
+    sep = "|---|---:|---:|---:|---:|---:|---:|---:|"
+    print(head)
+    print(sep)
+    rows = []
+    for case in CASES:
+        step, fwd = bench_case(*case, torch, args.reps)
+
+        def cell(d, k):
+            return f"{1e3 * d[k]:.2f}" if k in d else "n/a"
+
+        def ratio(d):
+            return f"{d['numlstm'] / d['torch']:.2f}" if "torch" in d else "n/a"
+
+        fl = 3 * conv_flops(*case)
+        row = (
+            f"| {case[:4]} -> {case[4]} -> {case[5]} | {cell(step, 'numlstm')} | {cell(step, 'torch')} | {ratio(step)} "
+            f"| {cell(fwd, 'numlstm')} | {cell(fwd, 'torch')} | {ratio(fwd)} | {fl / step['numlstm'] / 1e9:.1f} |"
+        )
+        rows.append(row)
+        print(row, flush=True)
+    if args.write:
+        text = "\n".join(
+            [
+                "## Conv2D on the CPU (`perf/layers_cpu.py`)",
+                "",
+                f"Machine: {machine_line()}. Float32, 2 threads; Conv2D(C, c1, 3, padding=1) -> ReLU -> "
+                "Conv2D(c1, c2, 3, padding=1); training step = zero_grad + forward + backward (input gradient "
+                "included on both sides); medians over round-robin blocks after warm-up. "
+                "Ratio = numlstm / torch (below 1: numlstm faster).",
+                "",
+                head,
+                sep,
+                *rows,
+            ]
+        )
+        write_section("layers_cpu", text)
+        print(f"wrote {Path(__file__).resolve().parent.parent / 'docs' / 'performance.md'}")
+
+
+if __name__ == "__main__":
+    main()
