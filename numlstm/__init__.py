@@ -30,7 +30,7 @@ from numlstm.layers import (
     register,
 )
 from numlstm.layers.attention import AttentionLSTM, TemporalAttention, attention_penalty
-from numlstm.models import Model, Sequential
+from numlstm.models import CNNLSTM, AttentionCNNLSTM, Model, Sequential
 from numlstm.parameter import Parameter
 from numlstm.trainer import History, Trainer
 
@@ -45,6 +45,8 @@ __all__ = [
     "MaxPool2D",
     "TimeDistributed",
     "AttentionLSTM",
+    "AttentionCNNLSTM",
+    "CNNLSTM",
     "TemporalAttention",
     "attention_penalty",
     "Layer",

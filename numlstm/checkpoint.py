@@ -3,7 +3,8 @@
 File layout (an uncompressed ``.npz``, i.e. a zip of ``.npy`` files)::
 
     numlstm_header     uint8 (n,)   UTF-8 JSON, see below
-    param/<name>       the model's state_dict() arrays ("param/0.weight_ih_l0", ...)
+    param/<name>       the model's state_dict() arrays: parameters and buffers
+                       ("param/0.weight_ih_l0", "param/1.running_mean", ...)
     optim/<key path>   arrays of the optimizer's state_dict()
     extra/<key path>   arrays inside ``extra``
 
@@ -386,23 +387,23 @@ def load(path, with_optimizer_state: bool = False):
         model = layer_from_config(header["model"])
     except (TypeError, ValueError, RecursionError) as exc:
         raise ValueError(f"{fspath}: cannot rebuild the model from the checkpoint's config: {exc}") from exc
-    params = model.params
+    # what the rebuilt model's state_dict holds: parameters and buffers (running statistics)
+    expected = model.state_dict()
     stored = {k[len(_PARAM) :]: v for k, v in arrays.items() if k.startswith(_PARAM)}
     problems = []
-    missing = [k for k in params if k not in stored]
-    unexpected = [k for k in stored if k not in params]
+    missing = [k for k in expected if k not in stored]
+    unexpected = [k for k in stored if k not in expected]
     if missing:
         problems.append(f"missing parameters {missing}")
     if unexpected:
         problems.append(f"unexpected parameters {unexpected}")
-    for k, p in params.items():
+    for k, p in expected.items():
         v = stored.get(k)
         if v is not None and (v.shape != p.shape or v.dtype != p.dtype):
             problems.append(f"parameter {k!r} is {v.dtype} {v.shape}, the config says {p.dtype} {p.shape}")
     if problems:
         raise ValueError(f"{fspath}: the arrays do not match the model config (tampered or corrupt): {'; '.join(problems)}")
-    for k, p in params.items():
-        p[...] = stored[k]
+    model.load_state_dict({k: stored[k] for k in expected})
 
     used: set[str] = set()
     optimizer_state = optimizer_class = None

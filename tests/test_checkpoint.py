@@ -519,3 +519,70 @@ def test_registry_errors():
         register(Dense2, name="Dense")
     assert register(Dense) is Dense  # registering the same class again is harmless
     assert Model is numlstm.Model
+
+
+# -- buffers ------------------------------------------------------------------------------------------------
+def bn_cnn(dtype=np.float32):
+    return Sequential(
+        [
+            numlstm.Conv2D(1, 4, 3, padding="same", dtype=dtype, seed=0),
+            numlstm.BatchNorm2D(4, dtype=dtype),
+            ReLU(),
+            numlstm.MaxPool2D(2),
+            numlstm.GlobalAvgPool2D(),
+            Dense(4, 2, dtype=dtype, seed=1),
+        ]
+    )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_round_trip_restores_batchnorm_running_statistics(tmp_path, dtype):
+    rng = np.random.default_rng(0)
+    model = bn_cnn(dtype)
+    x = (3.0 + 2.0 * rng.standard_normal((6, 1, 6, 6))).astype(dtype)
+    for _ in range(3):
+        model(x)  # training mode: the running statistics leave their 0 / 1 start
+    assert np.all(model.buffers["1.running_mean"] != 0.0)
+    path = numlstm.save(model, tmp_path / "bn.npz")
+    with np.load(path) as f:
+        assert "param/1.running_mean" in f.files and "param/1.running_var" in f.files
+    loaded = numlstm.load(path)
+    for k, v in model.buffers.items():
+        assert loaded.buffers[k].dtype == v.dtype
+        np.testing.assert_array_equal(loaded.buffers[k], v, err_msg=k)
+    model.eval()
+    loaded.eval()
+    np.testing.assert_array_equal(loaded(x), model(x))
+
+
+def test_a_single_batchnorm_and_time_distributed_batchnorm_round_trip(tmp_path):
+    rng = np.random.default_rng(1)
+    for name, layer, x in (
+        ("bn", numlstm.BatchNorm2D(3), rng.standard_normal((4, 3, 2, 2)).astype(np.float32)),
+        ("td", numlstm.TimeDistributed(numlstm.BatchNorm2D(3)), rng.standard_normal((2, 3, 3, 2, 2)).astype(np.float32)),
+    ):
+        layer(x + 1.0)
+        loaded = numlstm.load(numlstm.save(layer, tmp_path / f"{name}.npz"))
+        np.testing.assert_array_equal(loaded.buffers["running_var"], layer.buffers["running_var"])
+        layer.eval()
+        loaded.eval()
+        np.testing.assert_array_equal(loaded(x), layer(x))
+
+
+def test_tampered_buffers_are_refused(tmp_path):
+    path = numlstm.save(bn_cnn(np.float64), tmp_path / "bn.npz")
+    cases = {
+        "missing": (
+            lambda a: {k: v for k, v in a.items() if k != "param/1.running_var"},
+            r"missing parameters \['1.running_var'\]",
+        ),
+        "shape": (
+            lambda a: {**a, "param/1.running_mean": np.zeros(5)},
+            r"'1.running_mean' is float64 \(5,\), the config says float64 \(4,\)",
+        ),
+    }
+    for name, (fn, pattern) in cases.items():
+        bad = tmp_path / f"{name}.npz"
+        rewrite(path, arrays_fn=fn, out=bad)
+        with pytest.raises(ValueError, match=pattern):
+            numlstm.load(bad)

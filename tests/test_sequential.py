@@ -337,3 +337,93 @@ def test_exports():
     assert numlstm.Sequential is Sequential and numlstm.Model is Model
     assert numlstm.models.Sequential is Sequential
     assert issubclass(Model, numlstm.Layer)
+
+
+# -- buffers (non-trainable state: BatchNorm2D's running statistics) --------------------------------------
+def bn_cnn(dtype=np.float64, seed=0):
+    return Sequential(
+        [
+            numlstm.Conv2D(2, 3, 3, padding="same", dtype=dtype, seed=seed),
+            numlstm.BatchNorm2D(3, dtype=dtype),
+            ReLU(),
+            numlstm.GlobalAvgPool2D(),
+            Dense(3, 2, dtype=dtype, seed=seed + 1),
+        ]
+    )
+
+
+def test_buffers_are_qualified_and_live(rng):
+    model = Sequential([bn_cnn(), Tanh()])  # nested: "0.1.running_mean"
+    assert list(model.buffers) == ["0.1.running_mean", "0.1.running_var"]
+    assert model.buffers["0.1.running_mean"] is model[0][1].buffers["running_mean"]  # the arrays, not copies
+    assert [k for k, _ in model.named_buffers()] == list(model.buffers)
+    # not parameters: optimizers never see them
+    assert not any("running" in k for k in model.params)
+    assert not any("running" in p.name for p in model.parameters())
+    assert model.num_parameters() == sum(v.size for v in model.params.values())
+    with pytest.raises(AttributeError, match="buffers"):
+        model.buffers = {}
+
+
+def test_state_dict_holds_and_restores_buffers(rng):
+    model = bn_cnn()
+    x = rng.standard_normal((4, 2, 5, 5))
+    model(x)  # training mode: running statistics move
+    sd = model.state_dict()
+    assert list(sd) == list(model.params) + ["1.running_mean", "1.running_var"]
+    assert sd["1.running_mean"] is not model.buffers["1.running_mean"]  # copies
+    assert np.any(sd["1.running_mean"] != 0.0)
+    other = bn_cnn(seed=5)
+    other.load_state_dict(sd)
+    for k, v in sd.items():
+        np.testing.assert_array_equal(other.state_dict()[k], v, err_msg=k)
+    model.eval()
+    other.eval()
+    np.testing.assert_array_equal(other(x), model(x))
+
+
+def test_load_state_dict_checks_buffers_like_params(rng):
+    model = bn_cnn()
+    before = model.state_dict()
+    sd = model.state_dict()
+    del sd["1.running_var"]
+    sd["1.running_mean"] = np.zeros(4)
+    with pytest.raises(ValueError) as info:
+        model.load_state_dict(sd)
+    msg = str(info.value)
+    assert "missing keys ['1.running_var']" in msg
+    assert "'1.running_mean' expected (3,) got (4,)" in msg
+    for k, v in model.state_dict().items():  # nothing was copied
+        np.testing.assert_array_equal(v, before[k])
+    with pytest.raises(ValueError, match=r"unexpected keys \['1.num_batches'\]"):
+        model.load_state_dict({**before, "1.num_batches": np.zeros(1)})
+    # strict=False: a state dict of parameters only keeps the current statistics
+    model.buffers["1.running_mean"][...] = 7.0
+    model.load_state_dict({k: v for k, v in before.items() if "running" not in k}, strict=False)
+    np.testing.assert_array_equal(model.buffers["1.running_mean"], 7.0)
+    # dtype is kept
+    model.load_state_dict({k: v.astype(np.float32) for k, v in before.items()})
+    assert model.buffers["1.running_var"].dtype == np.float64
+
+
+def test_time_distributed_exposes_inner_buffers(rng):
+    dt = np.float64
+    td = numlstm.TimeDistributed(
+        Sequential([numlstm.Conv2D(1, 2, 3, padding="same", dtype=dt, seed=0), numlstm.BatchNorm2D(2, dtype=dt)])
+    )
+    assert list(td.buffers) == ["1.running_mean", "1.running_var"]
+    assert numlstm.TimeDistributed(numlstm.BatchNorm2D(2)).buffers.keys() == {"running_mean", "running_var"}
+    assert numlstm.TimeDistributed(ReLU()).buffers == {}
+    model = Sequential(
+        [td, numlstm.TimeDistributed(numlstm.GlobalAvgPool2D()), LSTM(2, 3, return_sequences=False, dtype=dt, seed=1)]
+    )
+    assert list(model.buffers) == ["0.1.running_mean", "0.1.running_var"]
+    x = rng.standard_normal((2, 3, 1, 4, 4))
+    model(x)
+    sd = model.state_dict()
+    assert "0.1.running_mean" in sd and np.any(sd["0.1.running_mean"] != 0.0)
+    twin = Sequential.from_config(model.config())
+    twin.load_state_dict(sd)
+    model.eval()
+    twin.eval()
+    np.testing.assert_array_equal(twin(x), model(x))

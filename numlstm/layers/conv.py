@@ -3,7 +3,7 @@
 ``conv2d_forward`` / ``conv2d_backward`` here are the entry points other
 layers (ConvLSTM) call: they split the batch into blocks that run the
 ``nogil`` kernels on separate threads (BLAS single-threaded meanwhile), so
-that im2col/col2im use every core too, not only the BLAS product.
+that the im2col copies use every core too, not only the BLAS products.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numba
 import numpy as np
 
 from numlstm._threads import _blas_controllers, run_blocks, single_threaded_blas
-from numlstm._validation import as_array, check_array, check_bool, check_dtype, check_int
+from numlstm._validation import check_array, check_bool, check_dtype, check_int
 from numlstm.kernels.cpu import conv as _k
 from numlstm.layers.base import Layer
 
@@ -32,43 +32,57 @@ def _blocks(n: int, macs: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
 
 
-def conv2d_forward(x, w, b, stride, pads, dilation, out) -> None:
+def conv2d_forward(x, w, b, stride, pads, dilation, out, keep=None) -> None:
     """out = conv2d(x, w) + b, the batch split over threads.
 
     x: (N, C, H, W) C-contiguous; w: (O, C, kh, kw) C-contiguous; b: (O,) or
     empty; stride (sh, sw); pads (top, bottom, left, right); dilation (dh, dw);
-    out: (N, O, H', W') C-contiguous, overwritten. No validation.
+    out: (N, O, H', W') C-contiguous, overwritten. ``keep``: None, or an
+    (N, H+top+bottom, W+left+right, C) C-contiguous array with a zero border
+    that receives the padded channels-last images for ``conv2d_backward``.
+    No validation.
     """
     N = x.shape[0]
     macs = out.size * w[0].size
     blocks = _blocks(N, macs)
     stride, pads, dilation = tuple(stride), tuple(pads), tuple(dilation)
-    fns = [lambda a=a, e=e: _k.conv2d_forward(x[a:e], w, b, stride, pads, dilation, out[a:e]) for a, e in blocks]
+    if keep is None:
+        fns = [lambda a=a, e=e: _k.conv2d_forward(x[a:e], w, b, stride, pads, dilation, out[a:e]) for a, e in blocks]
+    else:
+        fns = [
+            lambda a=a, e=e: _k.conv2d_forward_keep(x[a:e], w, b, stride, pads, dilation, out[a:e], keep[a:e]) for a, e in blocks
+        ]
     with single_threaded_blas(len(fns) > 1):
         run_blocks(fns)
 
 
-def conv2d_backward(x, w, dy, stride, pads, dilation, dx, dw, db, need_dx: bool = True) -> None:
+def conv2d_backward(x, w, dy, stride, pads, dilation, dx, dw, db, need_dx: bool = True, kept=None) -> None:
     """dx = input gradient (when ``need_dx``), dw += weight gradient, db += bias gradient.
 
     Shapes as in ``conv2d_forward``; dy: (N, O, H', W'); db may be empty (no bias).
+    ``kept``: the ``keep`` array filled by ``conv2d_forward`` for this x (then
+    x is not read and may be None; dx gives the input shape), or None.
     """
-    N = x.shape[0]
+    N = dy.shape[0]
     macs = dy.size * w[0].size
     blocks = _blocks(N, macs)
     stride, pads, dilation = tuple(stride), tuple(pads), tuple(dilation)
     if not need_dx:
-        dx = np.empty((N, 0, 0, 0), x.dtype)
+        dx = np.empty((N, 0, 0, 0), dy.dtype)
+
+    def run(a, e, dw_, db_):
+        if kept is None:
+            _k.conv2d_backward(x[a:e], w, dy[a:e], stride, pads, dilation, dx[a:e], dw_, db_, need_dx)
+        else:
+            _k.conv2d_backward_kept(kept[a:e], w, dy[a:e], stride, pads, dilation, dx[a:e], dw_, db_, need_dx)
+
     if len(blocks) == 1:
-        _k.conv2d_backward(x, w, dy, stride, pads, dilation, dx, dw, db, need_dx)
+        run(0, N, dw, db)
         return
     # each block accumulates into its own buffers; merged after (no shared writes)
     dws = [np.zeros_like(dw) for _ in blocks]
     dbs = [np.zeros_like(db) for _ in blocks]
-    fns = [
-        lambda i=i, a=a, e=e: _k.conv2d_backward(x[a:e], w, dy[a:e], stride, pads, dilation, dx[a:e], dws[i], dbs[i], need_dx)
-        for i, (a, e) in enumerate(blocks)
-    ]
+    fns = [lambda i=i, a=a, e=e: run(a, e, dws[i], dbs[i]) for i, (a, e) in enumerate(blocks)]
     with single_threaded_blas(True):
         run_blocks(fns)
     for g in dws:
@@ -104,7 +118,7 @@ class Conv2D(Layer):
     ``y[n, o] = b[o] + sum_c W[o, c] (*) x[n, c]`` where ``(*)`` is the
     cross-correlation with the given stride, padding and dilation; per axis
     ``H' = (H + pad_top + pad_bottom - dilation*(kh-1) - 1) // stride + 1``.
-    Computed as im2col + one BLAS product per image (see docs/layers_image.md).
+    Computed as pixel-major im2col tiles + BLAS products (see docs/layers_image.md).
 
     Parameters
     ----------
@@ -162,6 +176,7 @@ class Conv2D(Layer):
             self.params["bias"] = rng.uniform(-bound, bound, (self.out_channels,)).astype(self.dtype)
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         self._cache = None
+        self._kept = None  # the padded channels-last images of the last training forward, reused
 
     def _parse_padding(self, padding) -> tuple[int, int, int, int]:
         if isinstance(padding, str):
@@ -240,16 +255,23 @@ class Conv2D(Layer):
         -------
         y : ndarray (N, out_channels, H', W')
         """
-        x_in = x
         x = _image_input(x, "x", self.in_channels, self.dtype)
-        ho, wo = self._out_hw(x.shape[2], x.shape[3], "x", x.shape)
-        y = np.empty((x.shape[0], self.out_channels, ho, wo), self.dtype)
+        N, C, H, W = x.shape
+        ho, wo = self._out_hw(H, W, "x", x.shape)
+        y = np.empty((N, self.out_channels, ho, wo), self.dtype)
         b = self.params["bias"] if self.bias else np.empty(0, self.dtype)
-        conv2d_forward(x, self.params["weight"], b, self.stride, self.pads, self.dilation, y)
+        keep = None
         if self.training:
-            self._cache = x.copy() if np.may_share_memory(x, as_array(x_in, "x")) else x
-        else:
-            self._cache = None
+            # the backward pass reads x as the forward pass lays it out (padded,
+            # channels last): written during the forward pass, it is also the
+            # copy that protects the cache from a caller who reuses its x buffer
+            pt, pb, pl, pr = self.pads
+            shape = (N, H + pt + pb, W + pl + pr, C)
+            keep = self._kept
+            if keep is None or keep.shape != shape:
+                keep = self._kept = np.zeros(shape, self.dtype)  # border stays zero
+        conv2d_forward(x, self.params["weight"], b, self.stride, self.pads, self.dilation, y, keep)
+        self._cache = None if keep is None else x.shape
         return y
 
     def backward(self, dy) -> np.ndarray:
@@ -267,11 +289,12 @@ class Conv2D(Layer):
             raise RuntimeError(
                 "backward: no forward pass to differentiate; call forward(x) in training mode (layer.train()) before backward(dy)"
             )
-        x = self._cache
-        ho, wo = self._out_hw(x.shape[2], x.shape[3], "x", x.shape)
-        dy = check_array(dy, "dy", (x.shape[0], self.out_channels, ho, wo), self.dtype)
+        shape = self._cache
+        ho, wo = self._out_hw(shape[2], shape[3], "x", shape)
+        dy = check_array(dy, "dy", (shape[0], self.out_channels, ho, wo), self.dtype)
         self._cache = None
-        dx = np.empty_like(x)
+        dx = np.empty(shape, self.dtype)
         db = self.grads["bias"] if self.bias else np.empty(0, self.dtype)
-        conv2d_backward(x, self.params["weight"], dy, self.stride, self.pads, self.dilation, dx, self.grads["weight"], db)
+        w = self.params["weight"]
+        conv2d_backward(None, w, dy, self.stride, self.pads, self.dilation, dx, self.grads["weight"], db, kept=self._kept)
         return dx

@@ -9,8 +9,9 @@ arguments. A class with a ``from_config(config)`` classmethod (``Sequential``,
 whose config holds the specs of its layers) is built with it; any other class
 with ``cls(**config)``.
 
-The built-in layers (LSTM, Dense, the activations, Sequential) are registered
-on first use. Register your own layer (or ``Model`` subclass) with::
+The built-in layers (LSTM, Dense, the activations, the image layers, the
+attention layers, Sequential, CNNLSTM, AttentionCNNLSTM) are registered on
+first use. Register your own layer (or ``Model`` subclass) with::
 
     @numlstm.register
     class MyLayer(numlstm.Layer):
@@ -42,6 +43,7 @@ def _load_builtins() -> None:
     from numlstm.layers.lstm import LSTM
     from numlstm.layers.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
     from numlstm.layers.time_distributed import TimeDistributed
+    from numlstm.models.cnn_lstm import CNNLSTM, AttentionCNNLSTM
     from numlstm.models.sequential import Sequential
 
     for cls in (LSTM, Dense, ReLU, Tanh, Sigmoid, Flatten, Dropout, LastStep, Sequential):
@@ -49,6 +51,8 @@ def _load_builtins() -> None:
     for cls in (Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D, BatchNorm2D, TimeDistributed):
         register(cls)
     for cls in (AttentionLSTM, TemporalAttention):
+        register(cls)
+    for cls in (CNNLSTM, AttentionCNNLSTM):
         register(cls)
 
 

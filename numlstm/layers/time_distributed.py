@@ -28,6 +28,7 @@ class TimeDistributed(Layer):
     Attributes
     ----------
     params, grads : the inner layer's own dicts (the same arrays).
+    buffers : the inner layer's buffers (the same arrays), ``{}`` when it has none.
     """
 
     def __init__(self, layer: Layer) -> None:
@@ -46,6 +47,13 @@ class TimeDistributed(Layer):
     @property
     def grads(self) -> dict[str, np.ndarray]:
         return self.layer.grads
+
+    @property
+    def buffers(self) -> dict[str, np.ndarray]:
+        """The inner layer's non-trainable state (e.g. BatchNorm2D's running
+        statistics), the same arrays; ``{}`` when it has none."""
+        buffers = getattr(self.layer, "buffers", None)
+        return buffers if isinstance(buffers, Mapping) else {}
 
     @property
     def dtype(self):

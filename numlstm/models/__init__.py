@@ -1,5 +1,7 @@
-"""Models: layers made of layers (``Model`` for any graph, ``Sequential`` for a chain)."""
+"""Models: layers made of layers (``Model`` for any graph, ``Sequential`` for a
+chain) and the ready-made image-sequence models ``CNNLSTM`` and ``AttentionCNNLSTM``."""
 
+from numlstm.models.cnn_lstm import CNNLSTM, AttentionCNNLSTM
 from numlstm.models.sequential import Model, Sequential
 
-__all__ = ["Model", "Sequential"]
+__all__ = ["CNNLSTM", "AttentionCNNLSTM", "Model", "Sequential"]

@@ -49,6 +49,12 @@ def infer_output_shape(layer: Layer, input_shape) -> tuple | None:
     return None if fn is None else tuple(fn(shape))
 
 
+def _buffers_of(layer: Layer) -> Mapping[str, np.ndarray]:
+    """A layer's non-trainable state arrays (``layer.buffers``), ``{}`` when it has none."""
+    buffers = getattr(layer, "buffers", None)
+    return buffers if isinstance(buffers, Mapping) else {}
+
+
 def _reraise_with_layer(exc: Exception, name: str, layer: Layer, owner: str):
     """The same error type with the failing layer named (only for plain TypeError/ValueError)."""
     if type(exc) in (TypeError, ValueError):
@@ -68,8 +74,11 @@ class Model(Layer):
     * ``params`` / ``grads``: qualified names ``"<layer>.<param>"`` mapping to
       the children's own arrays (read-only properties, rebuilt on access), so
       ``numlstm.gradcheck`` and optimizers work on a model as on a layer;
-    * ``parameters()``, ``named_parameters()``, ``state_dict()``,
-      ``load_state_dict()``, ``zero_grad()``, ``num_parameters()``;
+    * ``buffers``: the children's non-trainable state (BatchNorm2D's running
+      statistics) under qualified names, saved by ``state_dict()`` beside the
+      parameters and never seen by optimizers;
+    * ``parameters()``, ``named_parameters()``, ``named_buffers()``,
+      ``state_dict()``, ``load_state_dict()``, ``zero_grad()``, ``num_parameters()``;
     * ``train()`` / ``eval()`` propagated to every child;
     * ``summary()``, ``save(path)``; ``config()`` must come from the subclass
       (and the subclass must be registered) for ``numlstm.load`` to rebuild it.
@@ -163,12 +172,42 @@ class Model(Layer):
         """Total number of trainable scalars (shared arrays counted once)."""
         return int(sum(v.size for _, v in self.named_parameters()))
 
+    @property
+    def buffers(self) -> dict[str, np.ndarray]:
+        """``"<layer>.<buffer>"`` -> the child's own non-trainable state array
+        (BatchNorm2D's ``running_mean`` / ``running_var``), rebuilt on access.
+
+        A child takes part when it has a ``buffers`` mapping of name -> array
+        (``Model`` and ``TimeDistributed`` pass their children's through)."""
+        return {f"{n}.{k}": v for n, layer in self.named_layers() for k, v in _buffers_of(layer).items()}
+
+    @buffers.setter
+    def buffers(self, value) -> None:
+        raise AttributeError("buffers: a Model's buffers are its layers' buffers; set them on the layers")
+
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
+        """(qualified name, array) pairs of the buffers; an array shared by two children is listed once."""
+        seen = set()
+        for k, v in self.buffers.items():
+            if id(v) not in seen:
+                seen.add(id(v))
+                yield prefix + k, v
+
+    def _state_arrays(self) -> dict[str, np.ndarray]:
+        """Parameters and buffers by qualified name: the live arrays ``state_dict`` copies."""
+        params, buffers = self.params, self.buffers
+        clash = sorted(set(params) & set(buffers))
+        if clash:
+            raise ValueError(f"state_dict: names {clash} are both a parameter and a buffer; rename the buffer in the layer")
+        return {**params, **buffers}
+
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Copies of the parameters under their qualified names (``"0.weight"``)."""
-        return {k: v.copy() for k, v in self.params.items()}
+        """Copies of the parameters and buffers under their qualified names
+        (``"0.weight"``, ``"1.running_mean"``), as PyTorch's ``state_dict``."""
+        return {k: v.copy() for k, v in self._state_arrays().items()}
 
     def load_state_dict(self, state_dict, strict: bool = True) -> None:
-        """Copy arrays into the parameters (in place, keeping each parameter's dtype).
+        """Copy arrays into the parameters and buffers (in place, keeping each array's dtype).
 
         Nothing is copied unless every check passes.
 
@@ -183,7 +222,7 @@ class Model(Layer):
         """
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"state_dict: expected a mapping of names to arrays, got {type(state_dict).__name__}")
-        params = self.params
+        params = self._state_arrays()
         values = {}
         for k in params:
             if k in state_dict:

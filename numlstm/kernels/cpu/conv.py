@@ -1,14 +1,27 @@
-"""2-d convolution and pooling kernels (im2col + one BLAS product per image).
+"""2-d convolution and pooling kernels (pixel-major im2col tiles + BLAS).
 
-Layouts: images ``(N, C, H, W)``; weights ``(O, C, kh, kw)``; the column
-matrix of one image is ``col (C*kh*kw, H'*W')`` with row ``(c*kh + i)*kw + j``
-holding the input pixel under kernel tap ``(i, j)`` of channel ``c`` for each
-output pixel (zero where the tap falls on padding). Then::
+Layouts: images ``(N, C, H, W)``; weights ``(O, C, kh, kw)``. Per image the
+input is first copied, channels last and with its zero padding, into
+``xp (H+pt+pb, W+pl+pr, C)``. The output pixels are then taken in tiles of
+whole output rows (about ``TILE_PIXELS`` pixels, so that a tile's matrices
+stay in the L2 cache); a tile's column matrix is pixel-major::
 
-    forward    y_n   = W2 col_n (+ b)          W2: (O, C*kh*kw), y_n: (O, H'*W')
-    backward   dW2  += dy_n col_n^T            one product per image
-               dcol  = W2^T dy_n               col2im(dcol) -> dx_n
-               db   += sum over pixels of dy_n
+    colT (T, K), K = kh*kw*C     colT[p, (i*kw + j)*C + c] = xp[oy*sh + i*dh, ox*sw + j*dw, c]
+
+(for stride-1, dilation-1 width a row's ``kw*C`` entries of one kernel row
+are ONE contiguous copy from ``xp``). With ``Wt (K, O)`` the weight in the
+same (i, j, c) order::
+
+    forward    yT    = colT Wt (+ b)              yT (T, O), transposed into y[n, :, tile]
+    backward   dWt  += colT^T dyT                 dyT (T, O) = dy[n, :, tile] transposed
+               dcolT = dyT Wt^T  -> scatter-add into dxp (H+pt+pb, W+pl+pr, C) -> dx_n
+               db   += sum over pixels of dy
+
+The products have the many pixels as their row count and the few output
+channels as the fast axis, the shape OpenBLAS runs fastest (measured on
+(512, 144) x (144, 32): 92 GFLOP/s on one core against 68 for the
+channel-major ``W2 col`` of the same size); every copy moves ``C`` or
+``kw*C`` contiguous values.
 
 Output size along an axis: ``H' = (H + pt + pb - dh*(kh-1) - 1) // sh + 1``.
 The pads are given separately (top, bottom, left, right), so TensorFlow's
@@ -22,80 +35,118 @@ from numba import njit
 
 _KW = {"cache": True, "error_model": "numpy", "nogil": True}
 
+#: Output pixels per tile (rounded to whole output rows, at least one row).
+TILE_PIXELS = 512
+
+
+@njit(**_KW)
+def _u(i):
+    return np.uint64(i)
+
 
 def conv_output_size(size: int, k: int, stride: int, pad_lo: int, pad_hi: int, dilation: int) -> int:
     """Output length of one axis (may be <= 0 when the kernel does not fit)."""
     return (size + pad_lo + pad_hi - dilation * (k - 1) - 1) // stride + 1
 
 
-# -- im2col / col2im ------------------------------------------------------------------------------
+# -- layout helpers -------------------------------------------------------------------------------
 @njit(**_KW)
-def _tap_range(out_len, stride, offset, size):
-    """Output indices o in [lo, hi) with 0 <= o*stride + offset < size."""
-    lo = 0
-    if offset < 0:
-        lo = (-offset + stride - 1) // stride
-    hi = 0
-    if size - offset > 0:
-        hi = (size - offset + stride - 1) // stride
-    if hi > out_len:
-        hi = out_len
-    if lo > hi:
-        lo = hi
-    return lo, hi
+def _weight_t(w):
+    """(O, C, kh, kw) -> Wt (kh*kw*C, O), row (i*kw + j)*C + c."""
+    O, C, kh, kw = w.shape
+    wt = np.empty((kh * kw * C, O), w.dtype)
+    for o in range(O):
+        for c in range(C):
+            for i in range(kh):
+                for j in range(kw):
+                    wt[(i * kw + j) * C + c, o] = w[o, c, i, j]
+    return wt
 
 
 @njit(**_KW)
-def im2col(x, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, col):
-    """Fill ``col`` from one image. x: (C, H, W); col: (C*kh*kw, ho*wo)."""
+def _pad_hwc(x, pt, pl, xp):
+    """xp[pt + y, pl + x, c] = x[c, y, x]; the border of xp is left as it is (zeros).
+    x: (C, H, W); xp: (Hp, Wp, C)."""
     C, H, W = x.shape
-    zero = col.dtype.type(0)
+    ul = _u(pl)
     for c in range(C):
-        for i in range(kh):
-            oy_lo, oy_hi = _tap_range(ho, sh, i * dh - pt, H)
-            for j in range(kw):
-                r = (c * kh + i) * kw + j
-                ox_lo, ox_hi = _tap_range(wo, sw, j * dw - pl, W)
-                row = col[r]
-                ix0 = j * dw - pl
-                for oy in range(ho):
-                    base = oy * wo
-                    if oy < oy_lo or oy >= oy_hi:
-                        row[base : base + wo] = zero
-                        continue
-                    iy = oy * sh + i * dh - pt
-                    row[base : base + ox_lo] = zero
-                    if ox_hi <= ox_lo:
-                        pass
-                    elif sw == 1:
-                        row[base + ox_lo : base + ox_hi] = x[c, iy, ox_lo + ix0 : ox_hi + ix0]
-                    else:
-                        row[base + ox_lo : base + ox_hi] = x[c, iy, ox_lo * sw + ix0 : (ox_hi - 1) * sw + ix0 + 1 : sw]
-                    row[base + ox_hi : base + wo] = zero
+        for y in range(H):
+            src = x[c, y]
+            dst = xp[pt + y]
+            for xx in range(_u(W)):
+                dst[ul + xx, c] = src[xx]
 
 
 @njit(**_KW)
-def col2im_add(col, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, dx):
-    """dx += the scatter of ``col`` back onto the image (taps on padding dropped).
-    col: (C*kh*kw, ho*wo); dx: (C, H, W)."""
+def _unpad_hwc(dxp, pt, pl, dx):
+    """dx[c, y, x] = dxp[pt + y, pl + x, c]. dxp: (Hp, Wp, C); dx: (C, H, W)."""
     C, H, W = dx.shape
+    ul = _u(pl)
     for c in range(C):
+        for y in range(H):
+            src = dxp[pt + y]
+            dst = dx[c, y]
+            for xx in range(_u(W)):
+                dst[xx] = src[ul + xx, c]
+
+
+@njit(**_KW)
+def _tile_cols(xp, kh, kw, sh, sw, dh, dw, oy0, oy1, wo, colT):
+    """colT[(oy - oy0)*wo + ox, (i*kw + j)*C + c] = xp[oy*sh + i*dh, ox*sw + j*dw, c].
+
+    Unsigned indices in the inner loops: numba's wraparound test for signed
+    indices keeps LLVM from vectorising the copies (4-5x slower, measured)."""
+    Wp, C = xp.shape[1], xp.shape[2]
+    xf = xp.reshape(xp.shape[0], Wp * C)
+    uc = _u(C)
+    for oy in range(oy0, oy1):
+        p0 = (oy - oy0) * wo
         for i in range(kh):
-            oy_lo, oy_hi = _tap_range(ho, sh, i * dh - pt, H)
-            for j in range(kw):
-                r = (c * kh + i) * kw + j
-                ox_lo, ox_hi = _tap_range(wo, sw, j * dw - pl, W)
-                row = col[r]
-                ix0 = j * dw - pl
-                for oy in range(oy_lo, oy_hi):
-                    base = oy * wo
-                    iy = oy * sh + i * dh - pt
-                    if ox_hi <= ox_lo:
-                        pass
-                    elif sw == 1:
-                        dx[c, iy, ox_lo + ix0 : ox_hi + ix0] += row[base + ox_lo : base + ox_hi]
-                    else:
-                        dx[c, iy, ox_lo * sw + ix0 : (ox_hi - 1) * sw + ix0 + 1 : sw] += row[base + ox_lo : base + ox_hi]
+            src = xf[oy * sh + i * dh]
+            if dw == 1:
+                seg = _u(kw * C)
+                d0 = _u(i) * seg
+                for ox in range(wo):
+                    dst = colT[p0 + ox]
+                    s0 = _u(ox * sw) * uc
+                    for q in range(seg):
+                        dst[d0 + q] = src[s0 + q]
+            else:
+                for ox in range(wo):
+                    dst = colT[p0 + ox]
+                    for j in range(kw):
+                        s0 = _u(ox * sw + j * dw) * uc
+                        d0 = _u(i * kw + j) * uc
+                        for c in range(uc):
+                            dst[d0 + c] = src[s0 + c]
+
+
+@njit(**_KW)
+def _tile_cols_add(dcolT, kh, kw, sh, sw, dh, dw, oy0, oy1, wo, dxp):
+    """The adjoint of ``_tile_cols``: dxp[oy*sh + i*dh, ox*sw + j*dw, c] += dcolT[...]."""
+    Wp, C = dxp.shape[1], dxp.shape[2]
+    df = dxp.reshape(dxp.shape[0], Wp * C)
+    uc = _u(C)
+    for oy in range(oy0, oy1):
+        p0 = (oy - oy0) * wo
+        for i in range(kh):
+            dst = df[oy * sh + i * dh]
+            if dw == 1:
+                seg = _u(kw * C)
+                s0 = _u(i) * seg
+                for ox in range(wo):
+                    src = dcolT[p0 + ox]
+                    d0 = _u(ox * sw) * uc
+                    for q in range(seg):
+                        dst[d0 + q] += src[s0 + q]
+            else:
+                for ox in range(wo):
+                    src = dcolT[p0 + ox]
+                    for j in range(kw):
+                        s0 = _u(i * kw + j) * uc
+                        d0 = _u(ox * sw + j * dw) * uc
+                        for c in range(uc):
+                            dst[d0 + c] += src[s0 + c]
 
 
 # -- convolution ----------------------------------------------------------------------------------
@@ -108,6 +159,22 @@ def conv2d_forward(x, w, b, stride, pads, dilation, out):
     out: (N, O, H', W') C-contiguous, overwritten.
     """
     N, C, H, W = x.shape
+    pt, pb, pl, pr = pads
+    xps = np.zeros((1, H + pt + pb, W + pl + pr, C), x.dtype)
+    _forward(x, w, b, stride, pads, dilation, out, xps, False)
+
+
+@njit(**_KW)
+def conv2d_forward_keep(x, w, b, stride, pads, dilation, out, xps):
+    """``conv2d_forward`` that also keeps every padded channels-last image for
+    the backward pass: xps (N, H+pt+pb, W+pl+pr, C) C-contiguous, its border
+    zero (only the interior is written)."""
+    _forward(x, w, b, stride, pads, dilation, out, xps, True)
+
+
+@njit(**_KW)
+def _forward(x, w, b, stride, pads, dilation, out, xps, keep):
+    N, C, H, W = x.shape
     O, _, kh, kw = w.shape
     _, _, ho, wo = out.shape
     sh, sw = stride
@@ -115,17 +182,30 @@ def conv2d_forward(x, w, b, stride, pads, dilation, out):
     dh, dw = dilation
     K = C * kh * kw
     P = ho * wo
-    w2 = w.reshape(O, K)  # w2: (O, K)
-    col = np.empty((K, P), x.dtype)  # col: (K, P)
+    rows = max(1, TILE_PIXELS // wo)
+    wt = _weight_t(w)
+    colT = np.empty((rows * wo, K), x.dtype)
+    yT = np.empty((rows * wo, O), x.dtype)
+    has_b = b.size > 0
     for n in range(N):
-        im2col(x[n], kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, col)
-        y = out[n].reshape(O, P)  # y: (O, P), a view of out
-        np.dot(w2, col, y)
-        if b.size > 0:
+        xp = xps[n] if keep else xps[0]
+        _pad_hwc(x[n], pt, pl, xp)
+        y = out[n].reshape(O, P)
+        for oy0 in range(0, ho, rows):
+            oy1 = min(ho, oy0 + rows)
+            t = (oy1 - oy0) * wo
+            p0 = oy0 * wo
+            _tile_cols(xp, kh, kw, sh, sw, dh, dw, oy0, oy1, wo, colT)
+            if t == colT.shape[0]:
+                np.dot(colT, wt, yT)
+                yt = yT
+            else:
+                yt = np.dot(colT[:t], wt)
             for o in range(O):
-                bo = b[o]
-                for p in range(P):
-                    y[o, p] += bo
+                bo = b[o] if has_b else y.dtype.type(0)
+                yo = y[o, p0 : p0 + t]
+                for p in range(_u(t)):
+                    yo[p] = yt[p, o] + bo
 
 
 @njit(**_KW)
@@ -138,34 +218,81 @@ def conv2d_backward(x, w, dy, stride, pads, dilation, dx, dw_acc, db_acc, need_d
     dW ADDED; db_acc: (O,), db ADDED, or empty (no bias).
     """
     N, C, H, W = x.shape
-    O, _, kh, kw = w.shape
+    pt, pb, pl, pr = pads
+    xps = np.zeros((1, H + pt + pb, W + pl + pr, C), x.dtype)
+    _backward(x, xps, False, w, dy, stride, pads, dilation, dx, dw_acc, db_acc, need_dx)
+
+
+@njit(**_KW)
+def conv2d_backward_kept(xps, w, dy, stride, pads, dilation, dx, dw_acc, db_acc, need_dx):
+    """``conv2d_backward`` from the images kept by ``conv2d_forward_keep``
+    (xps: (N, H+pt+pb, W+pl+pr, C)) instead of x; other arguments as there."""
+    _backward(dx[:0], xps, True, w, dy, stride, pads, dilation, dx, dw_acc, db_acc, need_dx)
+
+
+@njit(**_KW)
+def _backward(x, xps, kept, w, dy, stride, pads, dilation, dx, dw_acc, db_acc, need_dx):
+    N = dy.shape[0]
+    O, C, kh, kw = w.shape
     _, _, ho, wo = dy.shape
     sh, sw = stride
     pt, pb, pl, pr = pads
     dh, dw = dilation
+    Hp, Wp = xps.shape[1], xps.shape[2]
     K = C * kh * kw
     P = ho * wo
-    w2t = np.ascontiguousarray(w.reshape(O, K).T)  # w2t: (K, O)
-    dw2 = dw_acc.reshape(O, K)
-    col = np.empty((K, P), x.dtype)
-    dcol = np.empty((K, P), x.dtype)
-    acc = np.zeros((O, K), x.dtype)
-    if need_dx:
-        dx[...] = 0
+    rows = max(1, TILE_PIXELS // wo)
+    T = rows * wo
+    wt = _weight_t(w)
+    w2p = np.ascontiguousarray(wt.T)  # (O, K), columns in (i, j, c) order
+    dxp = np.zeros((Hp, Wp, C) if need_dx else (1, 1, 1), dy.dtype)
+    colT = np.empty((T, K), dy.dtype)
+    dcolT = np.empty((T, K), dy.dtype)
+    dyT = np.empty((T, O), dy.dtype)
+    acc = np.zeros((K, O), dy.dtype)
+    dbs = np.zeros(O, np.float64)
     for n in range(N):
-        g = dy[n].reshape(O, P)  # g: (O, P)
-        im2col(x[n], kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, col)
-        acc += np.dot(g, col.T)
+        if kept:
+            xp = xps[n]
+        else:
+            xp = xps[0]
+            _pad_hwc(x[n], pt, pl, xp)
+        g = dy[n].reshape(O, P)
         if need_dx:
-            np.dot(w2t, g, dcol)
-            col2im_add(dcol, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, dx[n])
-        if db_acc.size > 0:
+            dxp[...] = 0
+        for oy0 in range(0, ho, rows):
+            oy1 = min(ho, oy0 + rows)
+            t = (oy1 - oy0) * wo
+            p0 = oy0 * wo
             for o in range(O):
+                go = g[o, p0 : p0 + t]
                 s = 0.0
-                for p in range(P):
-                    s += g[o, p]
-                db_acc[o] += s
-    dw2 += acc
+                for p in range(_u(t)):
+                    v = go[p]
+                    dyT[p, o] = v
+                    s += v
+                dbs[o] += s
+            _tile_cols(xp, kh, kw, sh, sw, dh, dw, oy0, oy1, wo, colT)
+            if t == T:
+                acc += np.dot(colT.T, dyT)
+            else:
+                acc += np.dot(colT[:t].T, dyT[:t])
+            if need_dx:
+                if t == T:
+                    np.dot(dyT, w2p, dcolT)
+                    _tile_cols_add(dcolT, kh, kw, sh, sw, dh, dw, oy0, oy1, wo, dxp)
+                else:
+                    _tile_cols_add(np.dot(dyT[:t], w2p), kh, kw, sh, sw, dh, dw, oy0, oy1, wo, dxp)
+        if need_dx:
+            _unpad_hwc(dxp, pt, pl, dx[n])
+    for o in range(O):
+        for c in range(C):
+            for i in range(kh):
+                for j in range(kw):
+                    dw_acc[o, c, i, j] += acc[(i * kw + j) * C + c, o]
+    if db_acc.size > 0:
+        for o in range(O):
+            db_acc[o] += dbs[o]
 
 
 # -- pooling --------------------------------------------------------------------------------------
