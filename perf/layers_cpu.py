@@ -77,6 +77,62 @@ def bench_case(N, C, H, W, c1, c2, torch, reps):
     return interleaved(step_fns, reps), interleaved(fwd_fns, reps)
 
 
+ATTENTION_CASE = dict(B=16, T=10, L=64, D=32, H=64, A=32)
+
+
+def torch_attention_step_fn(torch, layer, a, dy, T):
+    """The same attention LSTM written with torch ops (autograd does the backward)."""
+    p = {k: torch.tensor(v, requires_grad=True) for k, v in layer.params.items()}
+    at = torch.tensor(a, requires_grad=True)
+    dyt = torch.tensor(dy)
+    H = layer.hidden_size
+    proj = None
+
+    def step():
+        nonlocal proj
+        for v in p.values():
+            v.grad = None
+        at.grad = None
+        B = at.shape[0]
+        h = torch.zeros(B, H)
+        c = torch.zeros(B, H)
+        proj = at @ p["attn_weight_a"].T + p["attn_bias"]  # once for all steps, as numlstm does
+        ys = []
+        for _ in range(T):
+            s = torch.tanh(proj + (h @ p["attn_weight_h"].T)[:, None, :])
+            alpha = torch.softmax(s @ p["attn_v"], dim=1)
+            z = (alpha[:, :, None] * at).sum(dim=1)
+            z = torch.sigmoid(h @ p["gate_weight"] + p["gate_bias"])[:, None] * z
+            g = z @ p["weight_ih"].T + p["bias_ih"] + h @ p["weight_hh"].T + p["bias_hh"]
+            i, f, gg, o = g.chunk(4, dim=1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            ys.append(h)
+        torch.stack(ys, dim=1).backward(dyt)
+
+    return step
+
+
+def bench_attention(torch, reps):
+    from numlstm.layers.attention import AttentionLSTM
+
+    c = ATTENTION_CASE
+    rng = np.random.default_rng(0)
+    layer = AttentionLSTM(c["D"], c["H"], c["A"], seed=0)
+    a = rng.standard_normal((c["B"], c["L"], c["D"])).astype(np.float32)
+    dy = rng.standard_normal((c["B"], c["T"], c["H"])).astype(np.float32)
+
+    def nl_step():
+        layer.zero_grad()
+        layer.forward(a, steps=c["T"])
+        layer.backward(dy)
+
+    fns = {"numlstm": nl_step}
+    if torch is not None:
+        fns["torch"] = torch_attention_step_fn(torch, layer, a, dy, c["T"])
+    return interleaved(fns, reps)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--write", action="store_true", help="write the table into docs/performance.md")
@@ -115,6 +171,16 @@ def main(argv=None) -> None:
         )
         rows.append(row)
         print(row, flush=True)
+    att = bench_attention(torch, args.reps)
+    c = ATTENTION_CASE
+    att_head = "| AttentionLSTM (B, T, L, D, H, A) | step numlstm ms | step torch-ops ms | ratio |"
+    att_row = f"| {(c['B'], c['T'], c['L'], c['D'], c['H'], c['A'])} | {1e3 * att['numlstm']:.2f} | " + (
+        f"{1e3 * att['torch']:.2f} | {att['numlstm'] / att['torch']:.2f} |" if "torch" in att else "n/a | n/a |"
+    )
+    print()
+    print(att_head)
+    print("|---|---:|---:|---:|")
+    print(att_row)
     if args.write:
         text = "\n".join(
             [
@@ -128,6 +194,13 @@ def main(argv=None) -> None:
                 head,
                 sep,
                 *rows,
+                "",
+                "AttentionLSTM training step (one 8x8 feature map read for T steps, gate on), float32, against the same "
+                "model written with torch ops (PyTorch has no attention LSTM; autograd does its backward):",
+                "",
+                att_head,
+                "|---|---:|---:|---:|",
+                att_row,
             ]
         )
         write_section("layers_cpu", text)
