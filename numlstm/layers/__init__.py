@@ -5,6 +5,7 @@ from numlstm.layers.attention import AttentionLSTM, TemporalAttention, attention
 from numlstm.layers.base import Layer
 from numlstm.layers.batchnorm import BatchNorm2D
 from numlstm.layers.conv import Conv2D
+from numlstm.layers.convlstm import ConvLSTM
 from numlstm.layers.dense import Dense
 from numlstm.layers.lstm import LSTM
 from numlstm.layers.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
@@ -16,6 +17,7 @@ __all__ = [
     "AvgPool2D",
     "BatchNorm2D",
     "Conv2D",
+    "ConvLSTM",
     "GlobalAvgPool2D",
     "MaxPool2D",
     "TimeDistributed",

@@ -9,7 +9,7 @@ arguments. A class with a ``from_config(config)`` classmethod (``Sequential``,
 whose config holds the specs of its layers) is built with it; any other class
 with ``cls(**config)``.
 
-The built-in layers (LSTM, Dense, the activations, the image layers, the
+The built-in layers (LSTM, ConvLSTM, Dense, the activations, the image layers, the
 attention layers, Sequential, CNNLSTM, AttentionCNNLSTM) are registered on
 first use. Register your own layer (or ``Model`` subclass) with::
 
@@ -39,6 +39,7 @@ def _load_builtins() -> None:
     from numlstm.layers.attention import AttentionLSTM, TemporalAttention
     from numlstm.layers.batchnorm import BatchNorm2D
     from numlstm.layers.conv import Conv2D
+    from numlstm.layers.convlstm import ConvLSTM
     from numlstm.layers.dense import Dense
     from numlstm.layers.lstm import LSTM
     from numlstm.layers.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
@@ -46,7 +47,7 @@ def _load_builtins() -> None:
     from numlstm.models.cnn_lstm import CNNLSTM, AttentionCNNLSTM
     from numlstm.models.sequential import Sequential
 
-    for cls in (LSTM, Dense, ReLU, Tanh, Sigmoid, Flatten, Dropout, LastStep, Sequential):
+    for cls in (LSTM, ConvLSTM, Dense, ReLU, Tanh, Sigmoid, Flatten, Dropout, LastStep, Sequential):
         register(cls)
     for cls in (Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D, BatchNorm2D, TimeDistributed):
         register(cls)
