@@ -31,7 +31,7 @@ from numlstm.layers import (
     register,
 )
 from numlstm.layers.attention import AttentionLSTM, TemporalAttention, attention_penalty
-from numlstm.models import CNNLSTM, AttentionCNNLSTM, Model, Sequential
+from numlstm.models import CNNLSTM, AttentionCNNLSTM, EncoderForecaster, Model, Sequential
 from numlstm.parameter import Parameter
 from numlstm.trainer import History, Trainer
 
@@ -49,6 +49,7 @@ __all__ = [
     "AttentionLSTM",
     "AttentionCNNLSTM",
     "CNNLSTM",
+    "EncoderForecaster",
     "TemporalAttention",
     "attention_penalty",
     "Layer",

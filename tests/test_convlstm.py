@@ -26,6 +26,14 @@ CASES = {
     "dilation2": ({"dilation": 2, "num_layers": 2}, True),
     "no_bias": ({"bias": False}, True),
     "stride_over_kernel": ({"kernel_size": (2, 1), "stride": (3, 2)}, True),
+    "peephole": ({"peephole": True, "frame_size": HW}, True),
+    "peephole_stride2": ({"peephole": True, "frame_size": (HW, HW), "stride": 2, "num_layers": 2}, True),
+    "bidirectional": ({"bidirectional": True}, True),
+    "bidirectional_last_step": ({"bidirectional": True, "return_sequences": False, "num_layers": 2}, True),
+    "peephole_bidirectional_2layers": (
+        {"peephole": True, "frame_size": HW, "bidirectional": True, "num_layers": 2},
+        True,
+    ),
 }
 
 
@@ -40,7 +48,7 @@ def make(rng, dtype=np.float64, **kw) -> ConvLSTM:
 def inputs(rng, layer, with_state):
     x = rng.standard_normal((B, T, CIN, HW, HW)).astype(layer.dtype)
     ho, wo = layer.output_hw(HW, HW)
-    shape = (layer.num_layers, B, C, ho, wo)
+    shape = (layer.num_layers * layer.num_directions, B, C, ho, wo)
     state = None
     if with_state:
         state = tuple(rng.standard_normal(shape).astype(layer.dtype) for _ in range(2))
@@ -53,18 +61,34 @@ def naive(layer, x, state, dy, dstate):
     if state is not None:
         h0, c0 = (s.astype(np.float64) for s in state)
     y, hn, cn, tape = convlstm_forward_naive(
-        x.astype(np.float64), p64, layer.num_layers, layer.kernel_size, layer.stride, layer.dilation, h0, c0
+        x.astype(np.float64),
+        p64,
+        layer.num_layers,
+        layer.kernel_size,
+        layer.stride,
+        layer.dilation,
+        h0,
+        c0,
+        layer.bidirectional,
     )
     dhn, dcn = (s.astype(np.float64) for s in dstate)
     dy = dy.astype(np.float64)
+    D = layer.num_directions
     if not layer.return_sequences:
         dhn = dhn.copy()
-        dhn[-1] += dy
+        top = (layer.num_layers - 1) * D
+        for d in range(D):
+            dhn[top + d] += dy[:, d * C : (d + 1) * C]
         dy_seq = np.zeros(y.shape)
     else:
         dy_seq = dy
-    dx, grads, dh0, dc0 = convlstm_backward_naive(p64, layer.num_layers, tape, dy_seq, dhn, dcn, layer.dilation)
-    out = y if layer.return_sequences else y[:, -1]
+    dx, grads, dh0, dc0 = convlstm_backward_naive(
+        p64, layer.num_layers, tape, dy_seq, dhn, dcn, layer.dilation, layer.bidirectional
+    )
+    if layer.return_sequences:
+        out = y
+    else:  # forward direction's last step, reverse direction's first step
+        out = np.concatenate([hn[top + d] for d in range(D)], axis=1)
     return out, hn, cn, dx, grads, dh0, dc0
 
 
@@ -197,24 +221,34 @@ def _torch_convlstm(torch, layer, x, h0, c0):
         total = max((out - 1) * s + d * (k - 1) + 1 - size, 0)
         return total // 2, total - total // 2
 
+    D = layer.num_directions
     for k in range(layer.num_layers):
         s = layer.stride if k == 0 else (1, 1)
         pt, pb = same(inp.shape[3], kh, s[0], layer.dilation[0])
         pl, pr = same(inp.shape[4], kw, s[1], layer.dilation[1])
-        h, c = h0[k], c0[k]
-        outs = []
-        for t in range(inp.shape[1]):
-            xt = F.pad(inp[:, t], (pl, pr, pt, pb))
-            a = F.conv2d(xt, p[f"weight_x_l{k}"], p.get(f"bias_l{k}"), stride=s, dilation=layer.dilation)
-            hp = F.pad(h, ((kw - 1) // 2, kw - 1 - (kw - 1) // 2, (kh - 1) // 2, kh - 1 - (kh - 1) // 2))
-            a = a + F.conv2d(hp, p[f"weight_h_l{k}"])
-            i, f, g, o = a.chunk(4, dim=1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            h = torch.sigmoid(o) * torch.tanh(c)
-            outs.append(h)
-        hs.append(h)
-        cs.append(c)
-        inp = torch.stack(outs, dim=1)
+        ys = []
+        for d, sfx in enumerate(("", "_reverse")[:D]):
+            h, c = h0[k * D + d], c0[k * D + d]
+            T = inp.shape[1]
+            outs = [None] * T
+            for t in range(T - 1, -1, -1) if d == 1 else range(T):
+                xt = F.pad(inp[:, t], (pl, pr, pt, pb))
+                a = F.conv2d(xt, p[f"weight_x_l{k}{sfx}"], p.get(f"bias_l{k}{sfx}"), stride=s, dilation=layer.dilation)
+                hp = F.pad(h, ((kw - 1) // 2, kw - 1 - (kw - 1) // 2, (kh - 1) // 2, kh - 1 - (kh - 1) // 2))
+                a = a + F.conv2d(hp, p[f"weight_h_l{k}{sfx}"])
+                i, f, g, o = a.chunk(4, dim=1)
+                if layer.peephole:
+                    i = i + p[f"peephole_i_l{k}{sfx}"] * c
+                    f = f + p[f"peephole_f_l{k}{sfx}"] * c
+                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                if layer.peephole:
+                    o = o + p[f"peephole_o_l{k}{sfx}"] * c
+                h = torch.sigmoid(o) * torch.tanh(c)
+                outs[t] = h
+            hs.append(h)
+            cs.append(c)
+            ys.append(torch.stack(outs, dim=1))
+        inp = torch.cat(ys, dim=2)
     return inp, torch.stack(hs), torch.stack(cs), p
 
 
@@ -232,7 +266,8 @@ def test_matches_torch(rng, case):
     th0, tc0 = (torch.tensor(s, requires_grad=True) for s in state)
     ty, thn, tcn, tp = _torch_convlstm(torch, layer, tx, th0, tc0)
     if not layer.return_sequences:
-        ty = ty[:, -1]
+        top = (layer.num_layers - 1) * layer.num_directions
+        ty = torch.cat([thn[top + d] for d in range(layer.num_directions)], dim=1)
     loss = (ty * torch.tensor(dy)).sum() + (thn * torch.tensor(dstate[0])).sum() + (tcn * torch.tensor(dstate[1])).sum()
     loss.backward()
     tol = 1e-10
@@ -244,3 +279,47 @@ def test_matches_torch(rng, case):
     assert_close(layer.dstate[1], tc0.grad.numpy(), tol, "dc0")
     for name, t in tp.items():
         assert_close(layer.grads[name], t.grad.numpy(), tol, name)
+
+
+def test_peephole_and_bidirectional_layout(rng):
+    layer = ConvLSTM(CIN, C, 3, num_layers=2, stride=2, peephole=True, frame_size=(5, 6), bidirectional=True, seed=0)
+    assert layer.params["peephole_i_l0"].shape == (C, 3, 3)
+    assert layer.params["peephole_o_l1_reverse"].shape == (C, 3, 3)
+    assert layer.params["weight_x_l1"].shape == (4 * C, 2 * C, 3, 3)
+    assert layer.params["weight_x_l1_reverse"].shape == (4 * C, 2 * C, 3, 3)
+    x = rng.standard_normal((B, T, CIN, 5, 6)).astype(np.float32)
+    y = layer(x)
+    assert y.shape == (B, T, 2 * C, 3, 3) == layer.output_shape(B, T, 5, 6)
+    assert layer.state[0].shape == (4, B, C, 3, 3)
+    # index layer*D + direction: forward's last step, reverse's first step
+    np.testing.assert_array_equal(y[:, -1, :C], layer.state[0][2])
+    np.testing.assert_array_equal(y[:, 0, C:], layer.state[0][3])
+    layer.return_sequences = False
+    last = layer(x)
+    np.testing.assert_array_equal(last, np.concatenate([y[:, -1, :C], y[:, 0, C:]], axis=1))
+
+
+def test_peephole_config_roundtrip():
+    layer = ConvLSTM(CIN, C, 3, num_layers=2, peephole=True, frame_size=(4, 6), bidirectional=True, seed=3)
+    spec = layer_to_config(layer)
+    assert json.loads(json.dumps(spec)) == spec
+    clone = layer_from_config(spec)
+    assert clone.config() == layer.config()
+    for k in layer.params:
+        np.testing.assert_array_equal(clone.params[k], layer.params[k])
+
+
+def test_bad_peephole_input():
+    with pytest.raises(ValueError, match=r"frame_size: peephole=True needs frame_size"):
+        ConvLSTM(CIN, C, 3, peephole=True)
+    with pytest.raises(ValueError, match=r"frame_size"):
+        ConvLSTM(CIN, C, 3, peephole=True, frame_size=(0, 4))
+    layer = ConvLSTM(CIN, C, 3, peephole=True, frame_size=(HW, HW), seed=0)
+    with pytest.raises(ValueError, match=r"x: expected frames of size frame_size=\(5, 5\).*frames \(5, 4\)"):
+        layer(np.zeros((B, T, CIN, HW, HW - 1), np.float32))
+    with pytest.raises(TypeError, match=r"bidirectional"):
+        ConvLSTM(CIN, C, 3, bidirectional="yes")
+    bi = ConvLSTM(CIN, C, 3, bidirectional=True, seed=0)
+    good = np.zeros((B, T, CIN, HW, HW), np.float32)
+    with pytest.raises(ValueError, match=r"state\[0\] \(h\)"):
+        bi(good, state=tuple(np.zeros((1, B, C, HW, HW), np.float32) for _ in range(2)))

@@ -10,7 +10,7 @@ whose config holds the specs of its layers) is built with it; any other class
 with ``cls(**config)``.
 
 The built-in layers (LSTM, ConvLSTM, Dense, the activations, the image layers, the
-attention layers, Sequential, CNNLSTM, AttentionCNNLSTM) are registered on
+attention layers, Sequential, CNNLSTM, AttentionCNNLSTM, EncoderForecaster) are registered on
 first use. Register your own layer (or ``Model`` subclass) with::
 
     @numlstm.register
@@ -45,6 +45,7 @@ def _load_builtins() -> None:
     from numlstm.layers.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
     from numlstm.layers.time_distributed import TimeDistributed
     from numlstm.models.cnn_lstm import CNNLSTM, AttentionCNNLSTM
+    from numlstm.models.encoder_forecaster import EncoderForecaster
     from numlstm.models.sequential import Sequential
 
     for cls in (LSTM, ConvLSTM, Dense, ReLU, Tanh, Sigmoid, Flatten, Dropout, LastStep, Sequential):
@@ -53,7 +54,7 @@ def _load_builtins() -> None:
         register(cls)
     for cls in (AttentionLSTM, TemporalAttention):
         register(cls)
-    for cls in (CNNLSTM, AttentionCNNLSTM):
+    for cls in (CNNLSTM, AttentionCNNLSTM, EncoderForecaster):
         register(cls)
 
 

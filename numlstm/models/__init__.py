@@ -1,7 +1,9 @@
 """Models: layers made of layers (``Model`` for any graph, ``Sequential`` for a
-chain) and the ready-made image-sequence models ``CNNLSTM`` and ``AttentionCNNLSTM``."""
+chain) and the ready-made image-sequence models ``CNNLSTM``, ``AttentionCNNLSTM`` and
+``EncoderForecaster``."""
 
 from numlstm.models.cnn_lstm import CNNLSTM, AttentionCNNLSTM
+from numlstm.models.encoder_forecaster import EncoderForecaster
 from numlstm.models.sequential import Model, Sequential
 
-__all__ = ["CNNLSTM", "AttentionCNNLSTM", "Model", "Sequential"]
+__all__ = ["CNNLSTM", "AttentionCNNLSTM", "EncoderForecaster", "Model", "Sequential"]
