@@ -106,3 +106,33 @@ def check_array(x, name: str, shape, dtype: np.dtype, names=None) -> np.ndarray:
         elif got != want:
             raise ValueError(f"{name}: expected shape {_shape_str(shape)}{axes}, got {x.shape}")
     return np.ascontiguousarray(x)
+
+
+def check_lengths(lengths, B: int, T: int) -> np.ndarray:
+    """Valid lengths of right-padded sequences: one int in [1, T] per batch
+    row, as a C-contiguous int64 array (integral floats are accepted)."""
+    try:
+        arr = np.asarray(lengths)
+    except ValueError as exc:
+        raise ValueError(f"lengths: expected a 1-d sequence of {B} ints, got a ragged nested sequence") from exc
+    if arr.ndim != 1 or arr.shape[0] != B:
+        raise ValueError(f"lengths: expected a 1-d sequence of {B} ints (one per batch row), got shape {arr.shape}")
+    if arr.dtype.kind not in "iu":
+        if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+            arr = arr.astype(np.int64)
+        else:
+            raise TypeError(f"lengths: expected integers, got dtype {arr.dtype}")
+    if arr.min() < 1 or arr.max() > T:
+        raise ValueError(f"lengths: expected values in [1, {T}] (the time axis), got min {arr.min()}, max {arr.max()}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def check_kernel_size(kernel_size):
+    """An int or a pair (kh, kw) of ints >= 1, returned in its JSON form (int or [kh, kw])."""
+    if isinstance(kernel_size, (list, tuple)):
+        if len(kernel_size) != 2:
+            raise ValueError(f"kernel_size: expected an int or a pair (kh, kw), got {kernel_size!r}")
+        return [check_int(k, f"kernel_size[{i}]", 1) for i, k in enumerate(kernel_size)]
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, numbers.Integral):
+        raise TypeError(f"kernel_size: expected an int or a pair (kh, kw), got {type(kernel_size).__name__} {kernel_size!r}")
+    return check_int(kernel_size, "kernel_size", 1)

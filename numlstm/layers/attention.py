@@ -10,7 +10,7 @@ import numbers
 
 import numpy as np
 
-from numlstm._validation import as_array, check_array, check_bool, check_dtype, check_float, check_int
+from numlstm._validation import as_array, check_array, check_bool, check_dtype, check_float, check_int, check_lengths
 from numlstm.kernels.cpu.attention import attention_lstm_backward, attention_lstm_forward
 from numlstm.layers.base import Layer
 
@@ -19,24 +19,6 @@ def _no_cache_error() -> RuntimeError:
     return RuntimeError(
         "backward: no forward pass to differentiate; call forward(...) in training mode (layer.train()) before backward(dy)"
     )
-
-
-def _check_lengths(lengths, B: int, T: int) -> np.ndarray:
-    """Valid lengths (right padding), one int in [1, T] per batch row."""
-    try:
-        arr = np.asarray(lengths)
-    except ValueError as exc:
-        raise ValueError(f"lengths: expected a 1-d sequence of {B} ints, got a ragged nested sequence") from exc
-    if arr.ndim != 1 or arr.shape[0] != B:
-        raise ValueError(f"lengths: expected a 1-d sequence of {B} ints (one per batch row), got shape {arr.shape}")
-    if arr.dtype.kind not in "iu":
-        if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
-            arr = arr.astype(np.int64)
-        else:
-            raise TypeError(f"lengths: expected integers, got dtype {arr.dtype}")
-    if arr.min() < 1 or arr.max() > T:
-        raise ValueError(f"lengths: expected values in [1, {T}] (the time axis), got min {arr.min()}, max {arr.max()}")
-    return arr.astype(np.int64)
 
 
 def attention_penalty(alpha, lam: float = 1.0) -> tuple[float, np.ndarray]:
@@ -509,7 +491,7 @@ class TemporalAttention(Layer):
         x = check_array(x, "x", (None, None, self.features), self.dtype, ("batch", "time", "features"))
         B, T, F = x.shape
         A = self.attention_size
-        lens = None if lengths is None else _check_lengths(lengths, B, T)
+        lens = None if lengths is None else check_lengths(lengths, B, T)
         P = self.params
         s = np.tanh((x.reshape(B * T, F) @ np.ascontiguousarray(P["weight"].T)).reshape(B, T, A) + P["bias"])  # (B, T, A)
         e = s @ P["v"]  # (B, T)

@@ -7,7 +7,7 @@ from functools import partial
 import numpy as np
 
 from numlstm._threads import num_chunks, run_blocks, single_threaded_blas
-from numlstm._validation import check_array, check_bool, check_dtype, check_float, check_int
+from numlstm._validation import check_array, check_bool, check_dtype, check_float, check_int, check_lengths
 from numlstm.kernels.cpu.linalg import matmul_add, matmul_into, matmul_tn_add
 from numlstm.kernels.cpu.lstm import lstm_backward_rows, lstm_forward_rows
 from numlstm.layers.base import Layer
@@ -208,22 +208,6 @@ class LSTM(Layer):
         c = check_array(state[1], f"{name}[1] (c)", (LD, B, H), self.dtype, names)
         return h, c
 
-    def _check_lengths(self, lengths, B, T):
-        try:
-            arr = np.asarray(lengths)
-        except ValueError as exc:
-            raise ValueError(f"lengths: expected a 1-d sequence of {B} ints, got a ragged nested sequence") from exc
-        if arr.ndim != 1 or arr.shape[0] != B:
-            raise ValueError(f"lengths: expected a 1-d sequence of {B} ints (one per batch row), got shape {arr.shape}")
-        if arr.dtype.kind not in "iu":
-            if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
-                arr = arr.astype(np.int64)
-            else:
-                raise TypeError(f"lengths: expected integers, got dtype {arr.dtype}")
-        if arr.min() < 1 or arr.max() > T:
-            raise ValueError(f"lengths: expected values in [1, {T}] (the time axis), got min {arr.min()}, max {arr.max()}")
-        return np.ascontiguousarray(arr, dtype=np.int64)
-
     # -- forward -------------------------------------------------------------------
     def forward(self, x, state=None, lengths=None) -> np.ndarray:
         """Run the layer over a batch of sequences.
@@ -251,7 +235,7 @@ class LSTM(Layer):
             c0 = np.zeros((L * D, B, H), dt)
         else:
             h0, c0 = self._check_state(state, B)
-        lens = np.full(B, T, np.int64) if lengths is None else self._check_lengths(lengths, B, T)
+        lens = np.full(B, T, np.int64) if lengths is None else check_lengths(lengths, B, T)
 
         hn = np.empty((L * D, B, H), dt)
         cn = np.empty((L * D, B, H), dt)

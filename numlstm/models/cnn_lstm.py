@@ -21,11 +21,9 @@ and ``numlstm.Trainer`` work on them as on any layer.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
-from numlstm._validation import as_array, check_array, check_bool, check_dtype, check_float, check_int
+from numlstm._validation import as_array, check_array, check_bool, check_dtype, check_float, check_int, check_kernel_size
 from numlstm.layers.activation import ReLU
 from numlstm.layers.attention import AttentionLSTM
 from numlstm.layers.conv import Conv2D
@@ -33,7 +31,7 @@ from numlstm.layers.dense import Dense
 from numlstm.layers.lstm import LSTM
 from numlstm.layers.pooling import GlobalAvgPool2D, MaxPool2D
 from numlstm.layers.time_distributed import TimeDistributed
-from numlstm.models.sequential import Model, Sequential, _reraise_with_layer, infer_output_shape
+from numlstm.models.sequential import Model, Sequential, _reraise_with_layer, child_seed, infer_output_shape
 
 _FRAME_AXES = ("batch", "time", "channels", "height", "width")
 
@@ -46,21 +44,6 @@ def _check_conv_channels(conv_channels) -> tuple[int, ...]:
     return tuple(check_int(c, f"conv_channels[{i}]", 1) for i, c in enumerate(conv_channels))
 
 
-def _check_kernel_size(kernel_size):
-    """An int or a pair, returned in its JSON form (int or [kh, kw])."""
-    if isinstance(kernel_size, (list, tuple)):
-        if len(kernel_size) != 2:
-            raise ValueError(f"kernel_size: expected an int or a pair (kh, kw), got {kernel_size!r}")
-        return [check_int(k, f"kernel_size[{i}]", 1) for i, k in enumerate(kernel_size)]
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, numbers.Integral):
-        raise TypeError(f"kernel_size: expected an int or a pair (kh, kw), got {type(kernel_size).__name__} {kernel_size!r}")
-    return check_int(kernel_size, "kernel_size", 1)
-
-
-def _child_seed(seed: int | None, i: int) -> int | None:
-    return None if seed is None else seed + i
-
-
 class _CNNSequenceModel(Model):
     """Shared parts: the per-frame CNN, input checks, error naming, the forward flag."""
 
@@ -70,7 +53,7 @@ class _CNNSequenceModel(Model):
         self.in_channels = check_int(in_channels, "in_channels", 1)
         self.num_classes = check_int(num_classes, "num_classes", 1)
         self.conv_channels = _check_conv_channels(conv_channels)
-        self.kernel_size = _check_kernel_size(kernel_size)
+        self.kernel_size = check_kernel_size(kernel_size)
         self._dtype = check_dtype(dtype)
         if seed is not None:
             seed = check_int(seed, "seed", 0)
@@ -84,7 +67,7 @@ class _CNNSequenceModel(Model):
         for i, c_out in enumerate(self.conv_channels):
             k = tuple(self.kernel_size) if isinstance(self.kernel_size, list) else self.kernel_size
             layers += [
-                Conv2D(c_in, c_out, k, padding="same", dtype=self._dtype, seed=_child_seed(self.seed, i)),
+                Conv2D(c_in, c_out, k, padding="same", dtype=self._dtype, seed=child_seed(self.seed, i)),
                 ReLU(),
                 MaxPool2D(2),
             ]
@@ -206,13 +189,13 @@ class CNNLSTM(_CNNSequenceModel):
             dropout=self.dropout_rate,
             return_sequences=self.per_step,
             dtype=self._dtype,
-            seed=_child_seed(self.seed, n),
+            seed=child_seed(self.seed, n),
         )
         features = lstm.num_directions * self.hidden_size
         self.layers = {
             "encoder": TimeDistributed(self._cnn(global_pool=True)),
             "lstm": lstm,
-            "head": Dense(features, self.num_classes, dtype=self._dtype, seed=_child_seed(self.seed, n + 1)),
+            "head": Dense(features, self.num_classes, dtype=self._dtype, seed=child_seed(self.seed, n + 1)),
         }
 
     def config(self) -> dict:
@@ -319,9 +302,9 @@ class AttentionCNNLSTM(_CNNSequenceModel):
                 self.attention_size,
                 return_sequences=False,
                 dtype=self._dtype,
-                seed=_child_seed(self.seed, n),
+                seed=child_seed(self.seed, n),
             ),
-            "head": Dense(self.hidden_size, self.num_classes, dtype=self._dtype, seed=_child_seed(self.seed, n + 1)),
+            "head": Dense(self.hidden_size, self.num_classes, dtype=self._dtype, seed=child_seed(self.seed, n + 1)),
         }
         self.attention_shape: tuple[int, int] | None = None
         self._fmap_shape: tuple | None = None

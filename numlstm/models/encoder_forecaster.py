@@ -15,10 +15,10 @@ import numbers
 
 import numpy as np
 
-from numlstm._validation import as_array, check_array, check_dtype, check_int
+from numlstm._validation import as_array, check_array, check_dtype, check_int, check_kernel_size
 from numlstm.layers.conv import Conv2D
 from numlstm.layers.convlstm import ConvLSTM
-from numlstm.models.sequential import Model, _reraise_with_layer
+from numlstm.models.sequential import Model, _reraise_with_layer, child_seed
 
 _FRAME_AXES = ("batch", "time", "channels", "height", "width")
 
@@ -34,21 +34,6 @@ def _check_hidden_channels(hidden_channels) -> tuple[int, ...]:
     if not hidden_channels:
         raise ValueError("hidden_channels: expected at least one ConvLSTM layer (a non-empty list of ints >= 1), got []")
     return tuple(check_int(c, f"hidden_channels[{i}]", 1) for i, c in enumerate(hidden_channels))
-
-
-def _check_kernel_size(kernel_size):
-    """An int or a pair, returned in its JSON form (int or [kh, kw])."""
-    if isinstance(kernel_size, (list, tuple)):
-        if len(kernel_size) != 2:
-            raise ValueError(f"kernel_size: expected an int or a pair (kh, kw), got {kernel_size!r}")
-        return [check_int(k, f"kernel_size[{i}]", 1) for i, k in enumerate(kernel_size)]
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, numbers.Integral):
-        raise TypeError(f"kernel_size: expected an int or a pair (kh, kw), got {type(kernel_size).__name__} {kernel_size!r}")
-    return check_int(kernel_size, "kernel_size", 1)
-
-
-def _child_seed(seed: int | None, i: int) -> int | None:
-    return None if seed is None else seed + i
 
 
 class EncoderForecaster(Model):
@@ -114,7 +99,7 @@ class EncoderForecaster(Model):
         super().__init__()
         self.in_channels = check_int(in_channels, "in_channels", 1)
         self.hidden_channels = _check_hidden_channels(hidden_channels)
-        self.kernel_size = _check_kernel_size(kernel_size)
+        self.kernel_size = check_kernel_size(kernel_size)
         self.out_channels = self.in_channels if out_channels is None else check_int(out_channels, "out_channels", 1)
         self.future_steps = check_int(future_steps, "future_steps", 1)
         self._dtype = check_dtype(dtype)
@@ -128,15 +113,15 @@ class EncoderForecaster(Model):
         layers = {}
         c_in = self.in_channels
         for i, c in enumerate(self.hidden_channels):
-            layers[f"encoder{i}"] = ConvLSTM(c_in, c, k, return_sequences=True, dtype=self._dtype, seed=_child_seed(seed, i))
+            layers[f"encoder{i}"] = ConvLSTM(c_in, c, k, return_sequences=True, dtype=self._dtype, seed=child_seed(seed, i))
             c_in = c
         c_in = FORECASTER_INPUT_CHANNELS
         for i, c in enumerate(self.hidden_channels):
             layers[f"forecaster{i}"] = ConvLSTM(
-                c_in, c, k, return_sequences=True, dtype=self._dtype, seed=_child_seed(seed, n + i)
+                c_in, c, k, return_sequences=True, dtype=self._dtype, seed=child_seed(seed, n + i)
             )
             c_in = c
-        layers["head"] = Conv2D(sum(self.hidden_channels), self.out_channels, 1, dtype=self._dtype, seed=_child_seed(seed, 2 * n))
+        layers["head"] = Conv2D(sum(self.hidden_channels), self.out_channels, 1, dtype=self._dtype, seed=child_seed(seed, 2 * n))
         self.layers = layers
 
     def config(self) -> dict:

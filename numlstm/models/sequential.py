@@ -445,3 +445,8 @@ class Sequential(Model):
                 _reraise_with_layer(exc, name, layer, "Sequential")
             self._cached = False
         return grad
+
+
+def child_seed(seed: int | None, i: int) -> int | None:
+    """The seed of a model's i-th child: ``seed + i`` (None stays None)."""
+    return None if seed is None else seed + i
