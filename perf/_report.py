@@ -39,6 +39,59 @@ def interleaved(fns: dict, reps: int, inner: int = 3, gap: float = 0.15) -> dict
     return {k: float(np.median(v)) for k, v in times.items()}
 
 
+def load_torch(skip: bool = False):
+    """torch with 2 intra-op threads, or None (skipped, or not installed)."""
+    if skip:
+        return None
+    try:
+        import torch
+    except ImportError:
+        print("torch not installed: timing numlstm only")
+        return None
+    torch.set_num_threads(2)
+    return torch
+
+
+def parse_sizes(text: str | None, default: list) -> list[tuple[int, ...]]:
+    """``"1,2,3;4,5,6"`` -> [(1, 2, 3), (4, 5, 6)]; None -> default."""
+    if text is None:
+        return default
+    return [tuple(int(v) for v in s.split(",")) for s in text.split(";")]
+
+
+def ms_cell(times: dict, key: str, digits: int = 2) -> str:
+    """A median in milliseconds for a table cell, or n/a."""
+    return f"{1e3 * times[key]:.{digits}f}" if key in times else "n/a"
+
+
+def ratio_cell(times: dict) -> str:
+    """numlstm / torch for a table cell, or n/a without torch."""
+    return f"{times['numlstm'] / times['torch']:.2f}" if "torch" in times else "n/a"
+
+
+def timing_cells(times: dict, digits: int = 2) -> str:
+    """``numlstm ms | torch ms | ratio`` cells of one table row."""
+    return f"{ms_cell(times, 'numlstm', digits)} | {ms_cell(times, 'torch', digits)} | {ratio_cell(times)}"
+
+
+def torch_step_fns(module, xt, dyt):
+    """(training step, forward-only) callables for a torch module whose output
+    is one tensor: the step clears the gradients (input included) and
+    backpropagates ``dyt``."""
+    import torch
+
+    def step():
+        module.zero_grad()
+        xt.grad = None
+        module(xt).backward(dyt)
+
+    def fwd():
+        with torch.no_grad():
+            module(xt)
+
+    return step, fwd
+
+
 def machine_line() -> str:
     import numba
 

@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import interleaved, machine_line, write_section  # noqa: E402
+from _report import interleaved, load_torch, machine_line, parse_sizes, timing_cells, torch_step_fns, write_section  # noqa: E402
 
 import numlstm  # noqa: E402
 
@@ -94,19 +94,7 @@ def bench_size(size, torch, reps=None):
             m.conv.weight.copy_(torch.from_numpy(w))
             m.conv.bias.copy_(torch.from_numpy(layer.params["bias_l0"]))
         xt = torch.from_numpy(x).requires_grad_(True)
-        dyt = torch.from_numpy(dy)
-
-        def torch_step():
-            m.zero_grad()
-            xt.grad = None
-            m(xt).backward(dyt)
-
-        def torch_fwd():
-            with torch.no_grad():
-                m(xt)
-
-        step_fns["torch"] = torch_step
-        fwd_fns["torch"] = torch_fwd
+        step_fns["torch"], fwd_fns["torch"] = torch_step_fns(m, xt, torch.from_numpy(dy))
         if k % 2 == 1:  # same function: check once that both agree
             layer.eval()
             with torch.no_grad():
@@ -128,15 +116,8 @@ def main(argv=None) -> None:
     ap.add_argument("--reps", type=int, default=None, help="round-robin rounds per size (default: by size)")
     ap.add_argument("--sizes", default=None, help="e.g. '4,10,1,16,64,64,5;8,10,1,64,16,16,3'")
     args = ap.parse_args(argv)
-    sizes = SIZES if args.sizes is None else [tuple(int(v) for v in s.split(",")) for s in args.sizes.split(";")]
-    torch = None
-    if not args.no_torch:
-        try:
-            import torch
-
-            torch.set_num_threads(2)
-        except ImportError:
-            print("torch not installed: timing numlstm only")
+    sizes = parse_sizes(args.sizes, SIZES)
+    torch = load_torch(args.no_torch)
     rows = []
     head = (
         "| (B, T, C_in, C, H, W, k) | step numlstm ms | step torch ms | step ratio "
@@ -149,16 +130,9 @@ def main(argv=None) -> None:
         step, fwd = bench_size(size, torch, args.reps)
         fl = 3 * convlstm_flops(*size)
 
-        def cell(d, k):
-            return f"{1e3 * d[k]:.1f}" if k in d else "n/a"
+        digits = 1
 
-        def ratio(d):
-            return f"{d['numlstm'] / d['torch']:.2f}" if "torch" in d else "n/a"
-
-        row = (
-            f"| {size} | {cell(step, 'numlstm')} | {cell(step, 'torch')} | {ratio(step)} "
-            f"| {cell(fwd, 'numlstm')} | {cell(fwd, 'torch')} | {ratio(fwd)} | {fl / step['numlstm'] / 1e9:.1f} |"
-        )
+        row = f"| {size} | {timing_cells(step, digits)} | {timing_cells(fwd, digits)} | {fl / step['numlstm'] / 1e9:.1f} |"
         rows.append(row)
         print(row, flush=True)
     if args.write:

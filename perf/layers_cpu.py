@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import interleaved, machine_line, write_section  # noqa: E402
+from _report import interleaved, load_torch, machine_line, timing_cells, torch_step_fns, write_section  # noqa: E402
 
 import numlstm  # noqa: E402
 from numlstm.layers.conv import Conv2D  # noqa: E402
@@ -61,19 +61,7 @@ def bench_case(N, C, H, W, c1, c2, torch, reps):
         m = torch.nn.Sequential(torch.nn.Conv2d(C, c1, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(c1, c2, 3, padding=1))
         m.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
         xt = torch.from_numpy(x).requires_grad_(True)
-        dyt = torch.from_numpy(dy)
-
-        def torch_step():
-            m.zero_grad()
-            xt.grad = None
-            m(xt).backward(dyt)
-
-        def torch_fwd():
-            with torch.no_grad():
-                m(xt)
-
-        step_fns["torch"] = torch_step
-        fwd_fns["torch"] = torch_fwd
+        step_fns["torch"], fwd_fns["torch"] = torch_step_fns(m, xt, torch.from_numpy(dy))
     return interleaved(step_fns, reps), interleaved(fwd_fns, reps)
 
 
@@ -139,14 +127,7 @@ def main(argv=None) -> None:
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--reps", type=int, default=7, help="round-robin rounds (3 timed calls each)")
     args = ap.parse_args(argv)
-    torch = None
-    if not args.no_torch:
-        try:
-            import torch
-
-            torch.set_num_threads(2)
-        except ImportError:
-            print("torch not installed: timing numlstm only")
+    torch = load_torch(args.no_torch)
     head = (
         "| (frames, C, H, W) -> c1 -> c2 | step numlstm ms | step torch ms | step ratio "
         "| fwd numlstm ms | fwd torch ms | fwd ratio | numlstm step GFLOP/s |"
@@ -158,16 +139,12 @@ def main(argv=None) -> None:
     for case in CASES:
         step, fwd = bench_case(*case, torch, args.reps)
 
-        def cell(d, k):
-            return f"{1e3 * d[k]:.2f}" if k in d else "n/a"
-
-        def ratio(d):
-            return f"{d['numlstm'] / d['torch']:.2f}" if "torch" in d else "n/a"
+        digits = 2
 
         fl = 3 * conv_flops(*case)
         row = (
-            f"| {case[:4]} -> {case[4]} -> {case[5]} | {cell(step, 'numlstm')} | {cell(step, 'torch')} | {ratio(step)} "
-            f"| {cell(fwd, 'numlstm')} | {cell(fwd, 'torch')} | {ratio(fwd)} | {fl / step['numlstm'] / 1e9:.1f} |"
+            f"| {case[:4]} -> {case[4]} -> {case[5]} | {timing_cells(step, digits)} "
+            f"| {timing_cells(fwd, digits)} | {fl / step['numlstm'] / 1e9:.1f} |"
         )
         rows.append(row)
         print(row, flush=True)

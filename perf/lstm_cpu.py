@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from _report import interleaved, machine_line, write_section  # noqa: E402
+from _report import interleaved, load_torch, machine_line, ms_cell, parse_sizes, timing_cells, write_section  # noqa: E402
 
 import numlstm  # noqa: E402
 
@@ -111,15 +111,8 @@ def main(argv=None) -> None:
     ap.add_argument("--reps", type=int, default=None, help="timed repetitions per size (default: by size)")
     ap.add_argument("--sizes", default=None, help="e.g. '1,50,32,32,1;16,50,32,64,1'")
     args = ap.parse_args(argv)
-    sizes = SIZES if args.sizes is None else [tuple(int(v) for v in s.split(",")) for s in args.sizes.split(";")]
-    torch = None
-    if not args.no_torch:
-        try:
-            import torch
-
-            torch.set_num_threads(2)
-        except ImportError:
-            print("torch not installed: timing numlstm only")
+    sizes = parse_sizes(args.sizes, SIZES)
+    torch = load_torch(args.no_torch)
     try:
         import naive
     except ImportError:
@@ -137,15 +130,11 @@ def main(argv=None) -> None:
         step, fwd = bench_size(*size, torch, naive, args.reps)
         fl = 3 * lstm_flops(*size)
 
-        def cell(d, k):
-            return f"{1e3 * d[k]:.3f}" if k in d else "n/a"
-
-        def ratio(d):
-            return f"{d['numlstm'] / d['torch']:.2f}" if "torch" in d else "n/a"
+        digits = 3
 
         row = (
-            f"| {size} | {cell(step, 'numlstm')} | {cell(step, 'torch')} | {ratio(step)} | {cell(step, 'numpy twin')} "
-            f"| {cell(fwd, 'numlstm')} | {cell(fwd, 'torch')} | {ratio(fwd)} | {fl / step['numlstm'] / 1e9:.1f} |"
+            f"| {size} | {timing_cells(step, digits)} | {ms_cell(step, 'numpy twin', digits)} "
+            f"| {timing_cells(fwd, digits)} | {fl / step['numlstm'] / 1e9:.1f} |"
         )
         rows.append(row)
         print(row, flush=True)

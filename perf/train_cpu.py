@@ -18,7 +18,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import machine_line, write_section  # noqa: E402
+from _report import load_torch, machine_line, write_section  # noqa: E402
 
 import numlstm  # noqa: E402
 from numlstm.layers import LSTM, Dense  # noqa: E402
@@ -92,13 +92,9 @@ def main(argv=None) -> None:
     x, y = make_images(args.samples)
     numlstm.warmup((np.float32,))
     fns = {"numlstm": numlstm_epoch_fn(x, y, 32)}
-    try:
-        import torch
-
-        torch.set_num_threads(2)
+    torch = load_torch()
+    if torch is not None:
         fns["torch"] = torch_epoch_fn(x, y, 32, torch)
-    except ImportError:
-        print("torch not installed: timing numlstm only")
     for fn in fns.values():
         fn()  # warm-up epoch
     times = {k: [] for k in fns}
