@@ -47,6 +47,10 @@ def _check_conv_channels(conv_channels) -> tuple[int, ...]:
 class _CNNSequenceModel(Model):
     """Shared parts: the per-frame CNN, input checks, error naming, the forward flag."""
 
+    def compute_output_shape(self, input_shape) -> tuple:
+        """Output shape for an input of shape ``input_shape`` (``None`` entries: unknown sizes)."""
+        return self.output_shapes(input_shape)["head"]
+
     recurrent = False
 
     def _init_common(self, in_channels, num_classes, conv_channels, kernel_size, dtype, seed) -> None:
@@ -222,10 +226,6 @@ class CNNLSTM(_CNNSequenceModel):
             shapes[name] = shape
         return shapes
 
-    def compute_output_shape(self, input_shape) -> tuple:
-        """Output shape for an input of shape ``input_shape`` (``None`` entries: unknown sizes)."""
-        return self.output_shapes(input_shape)["head"]
-
     def forward(self, x) -> np.ndarray:
         """x (B, T, C, H, W) -> logits (B, num_classes), or (B, T, num_classes) with ``per_step``."""
         x = self._check_frames(x)
@@ -338,10 +338,6 @@ class AttentionCNNLSTM(_CNNSequenceModel):
         s = self._check_input_shape(input_shape)
         fmap = self._call("encoder", self.layers["encoder"].compute_output_shape, s)
         return {"encoder": fmap, "attention": (s[0], self.hidden_size), "head": (s[0], self.num_classes)}
-
-    def compute_output_shape(self, input_shape) -> tuple:
-        """Output shape for an input of shape ``input_shape`` (``None`` entries: unknown sizes)."""
-        return self.output_shapes(input_shape)["head"]
 
     def forward(self, x) -> np.ndarray:
         """x (B, T, C, H, W) -> logits (B, num_classes); leaves ``attention`` (B, T, h*w)."""
