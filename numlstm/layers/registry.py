@@ -46,6 +46,7 @@ def _load_builtins() -> None:
     from numlstm.layers.time_distributed import TimeDistributed
     from numlstm.models.cnn_lstm import CNNLSTM, AttentionCNNLSTM
     from numlstm.models.encoder_forecaster import EncoderForecaster
+    from numlstm.models.fc_forecaster import FCEncoderForecaster
     from numlstm.models.sequential import Sequential
 
     for cls in (LSTM, ConvLSTM, Dense, ReLU, Tanh, Sigmoid, Flatten, Dropout, LastStep, Sequential):
@@ -54,7 +55,7 @@ def _load_builtins() -> None:
         register(cls)
     for cls in (AttentionLSTM, TemporalAttention):
         register(cls)
-    for cls in (CNNLSTM, AttentionCNNLSTM, EncoderForecaster):
+    for cls in (CNNLSTM, AttentionCNNLSTM, EncoderForecaster, FCEncoderForecaster):
         register(cls)
 
 
