@@ -6,6 +6,7 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
+from numlstm import backend
 from numlstm.layers.base import Layer
 from numlstm.layers.lstm import LSTM
 from numlstm.layers.registry import layer_from_config, layer_to_config
@@ -164,9 +165,40 @@ class Model(Layer):
     def parameters(self, prefix: str = "") -> list[Parameter]:
         """``Parameter(name, data, grad)`` objects over the children's arrays,
         names ``"<layer>.<param>"``; a shared array is listed once (an
-        optimizer must not step it twice)."""
-        grads = self.grads
-        return [Parameter(k, v, grads[k[len(prefix) :]]) for k, v in self.named_parameters(prefix)]
+        optimizer must not step it twice). They are the children's persistent
+        objects (``Layer.parameters``), so ``to(device)`` keeps them valid."""
+        seen = set()
+        out = []
+        for n, layer in self.named_layers():
+            for p in layer.parameters(f"{prefix}{n}."):
+                if id(p.data) not in seen:
+                    seen.add(id(p.data))
+                    out.append(p)
+        return out
+
+    # -- device ------------------------------------------------------------------------
+    def to(self, device: str) -> Model:
+        """Move every child to ``device`` (``"cpu"`` or ``"cuda"``); returns self.
+
+        Every child is checked for a CUDA path before anything moves.
+        """
+        device = backend.check_device(device)
+        if device == "cuda":
+            self._check_cuda_support()
+        for _, layer in self.named_layers():
+            layer.to(device)
+        self._to_device_hook(device)
+        self.device = device
+        return self
+
+    def _check_cuda_support(self) -> None:
+        for _, layer in self.named_layers():
+            layer._check_cuda_support()
+
+    def _to_device_hook(self, device: str) -> None:
+        """Drop the model's own forward cache (children move their own arrays)."""
+        if "_cached" in self.__dict__:
+            self._cached = False
 
     def num_parameters(self) -> int:
         """Total number of trainable scalars (shared arrays counted once)."""
@@ -204,7 +236,7 @@ class Model(Layer):
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of the parameters and buffers under their qualified names
         (``"0.weight"``, ``"1.running_mean"``), as PyTorch's ``state_dict``."""
-        return {k: v.copy() for k, v in self._state_arrays().items()}
+        return {k: v.copy() if isinstance(v, np.ndarray) else backend.to_numpy(v) for k, v in self._state_arrays().items()}
 
     def load_state_dict(self, state_dict, strict: bool = True) -> None:
         """Copy arrays into the parameters and buffers (in place, keeping each array's dtype).
@@ -226,7 +258,7 @@ class Model(Layer):
         values = {}
         for k in params:
             if k in state_dict:
-                v = np.asarray(state_dict[k])
+                v = backend.to_numpy(state_dict[k])
                 if not (np.issubdtype(v.dtype, np.number) or v.dtype == np.bool_):
                     raise TypeError(f"state_dict[{k!r}]: expected a numeric array, got dtype {v.dtype}")
                 values[k] = v
@@ -246,7 +278,11 @@ class Model(Layer):
         if problems:
             raise ValueError(f"state_dict: {'; '.join(problems)}")
         for k, v in values.items():
-            params[k][...] = v
+            p = params[k]
+            if isinstance(p, np.ndarray):
+                p[...] = v
+            else:
+                p.copy_to_device(np.ascontiguousarray(v, dtype=p.dtype))
 
     # -- shapes and summary ---------------------------------------------------------------
     def output_shapes(self, input_shape) -> dict[str, tuple | None]:

@@ -1,0 +1,182 @@
+"""Device placement: which device an array lives on, and moving arrays between devices.
+
+Two devices: ``"cpu"`` (numpy arrays, the ``@njit`` kernels) and ``"cuda"``
+(Numba device arrays, the ``@cuda.jit`` kernels of ``numlstm.kernels.cuda``).
+``import numlstm`` never imports ``numba.cuda``: this module imports it
+lazily, on the first call that needs it, so a machine without numba-cuda or
+without a driver imports and runs the CPU path unchanged.
+
+On Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1`` set before numba is
+imported) ``"cuda"`` is available and every kernel runs in Python threads:
+the tests use it to check the CUDA kernels on machines without a GPU.
+
+>>> import numpy as np
+>>> from numlstm.backend import check_device, device_of, to_numpy
+>>> check_device("CPU")
+'cpu'
+>>> device_of(np.zeros(3))
+'cpu'
+>>> to_numpy(np.ones(2)).tolist()
+[1.0, 1.0]
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+import numpy as np
+
+__all__ = [
+    "DEVICES",
+    "check_device",
+    "cuda_available",
+    "cuda_kernels",
+    "device_of",
+    "empty",
+    "is_device_array",
+    "no_cuda_path",
+    "require_cuda",
+    "to_device",
+    "to_numpy",
+    "zeros",
+]
+
+#: the device names ``check_device`` accepts (lower case)
+DEVICES = ("cpu", "cuda")
+
+_INSTALL_HINT = 'install numba-cuda (pip install -e ".[cuda]") and an NVIDIA driver, or set NUMBA_ENABLE_CUDASIM=1 to simulate'
+
+
+def _cuda() -> ModuleType | None:
+    """``numba.cuda`` or None when numba-cuda is not installed (imported on first use)."""
+    try:
+        from numba import cuda
+    except ImportError:  # pragma: no cover - depends on the installation
+        return None
+    return cuda
+
+
+def cuda_available() -> bool:
+    """True when the ``"cuda"`` device can be used: numba-cuda is installed and
+    a driver with a GPU is found, or the CUDA simulator is enabled.
+
+    Never raises; the first call imports ``numba.cuda``.
+    """
+    cuda = _cuda()
+    if cuda is None:  # pragma: no cover - depends on the installation
+        return False
+    try:
+        return bool(cuda.is_available())
+    except Exception:  # pragma: no cover - a broken driver reads as "no GPU"
+        return False
+
+
+def require_cuda(what: str = "device") -> None:
+    """Raise a clear RuntimeError when the ``"cuda"`` device is not available.
+
+    Parameters
+    ----------
+    what : str
+        The argument or call that asked for it, named in the message.
+    """
+    if not cuda_available():
+        raise RuntimeError(f"{what}: 'cuda' was asked for but no CUDA device is available; {_INSTALL_HINT}")
+
+
+def check_device(device, name: str = "device") -> str:
+    """The canonical device name, ``"cpu"`` or ``"cuda"``.
+
+    Accepts any case and ``"cuda:0"`` (the only GPU used). Raises TypeError
+    for a non-string, ValueError for an unknown name and RuntimeError when
+    ``"cuda"`` is asked for and not available.
+    """
+    if not isinstance(device, str):
+        raise TypeError(f"{name}: expected 'cpu' or 'cuda', got {type(device).__name__} {device!r}")
+    d = device.strip().lower()
+    if d == "cuda:0":
+        d = "cuda"
+    if d not in DEVICES:
+        raise ValueError(f"{name}: expected 'cpu' or 'cuda', got {device!r}")
+    if d == "cuda":
+        require_cuda(name)
+    return d
+
+
+def is_device_array(a) -> bool:
+    """True for a Numba CUDA device array (real or simulated); never imports ``numba.cuda``."""
+    if isinstance(a, np.ndarray):
+        return False
+    # real device arrays carry __cuda_array_interface__; the simulator's FakeCUDAArray does not
+    return hasattr(a, "__cuda_array_interface__") or hasattr(a, "copy_to_host")
+
+
+def device_of(a) -> str:
+    """``"cuda"`` for a device array, ``"cpu"`` for anything else."""
+    return "cuda" if is_device_array(a) else "cpu"
+
+
+def to_numpy(a) -> np.ndarray:
+    """A host numpy array with the values of ``a`` (a copy for a device array,
+    ``np.asarray(a)`` otherwise); tuples and lists of arrays are converted
+    element by element."""
+    if isinstance(a, (tuple, list)):
+        return type(a)(to_numpy(v) for v in a)
+    if is_device_array(a):
+        return a.copy_to_host()
+    return np.asarray(a)
+
+
+def to_device(a, device: str):
+    """``a`` on ``device``: a device array for ``"cuda"`` (copied once from the
+    host, returned as is when already there), a numpy array for ``"cpu"``.
+    ``None`` stays None; tuples/lists are converted element by element."""
+    if a is None:
+        return None
+    if isinstance(a, (tuple, list)):
+        return type(a)(to_device(v, device) for v in a)
+    if device == "cpu":
+        return to_numpy(a)
+    if device != "cuda":
+        check_device(device)
+    if is_device_array(a):
+        return a
+    require_cuda("to_device")
+    return _cuda().to_device(np.ascontiguousarray(a))
+
+
+def empty(shape, dtype, device: str = "cpu"):
+    """An uninitialised array on ``device``."""
+    if device == "cpu":
+        return np.empty(shape, dtype)
+    return _cuda().device_array(shape, dtype)
+
+
+def zeros(shape, dtype, device: str = "cpu"):
+    """An array of zeros on ``device`` (filled by a kernel on the GPU: no host copy)."""
+    if device == "cpu":
+        return np.zeros(shape, dtype)
+    out = _cuda().device_array(shape, dtype)
+    if out.size:
+        cuda_kernels().elementwise.fill(out, 0.0)
+    return out
+
+
+def cuda_kernels() -> ModuleType:
+    """The ``numlstm.kernels.cuda`` package (imported on first use, after
+    checking that CUDA is available); its submodules are attributes, e.g.
+    ``cuda_kernels().lstm``."""
+    require_cuda("numlstm.kernels.cuda")
+    return importlib.import_module("numlstm.kernels.cuda")
+
+
+def no_cuda_path(obj, method: str = "forward") -> NotImplementedError:
+    """The error a layer raises when it is called on the GPU and has no CUDA path (yet).
+
+    >>> raise no_cuda_path(layer, "forward")  # doctest: +SKIP
+    """
+    name = type(obj).__name__
+    return NotImplementedError(
+        f"{name}.{method}: this layer has no CUDA path; move it to the CPU with .to('cpu') "
+        f"(and its input with numlstm.to_numpy) to run it there"
+    )

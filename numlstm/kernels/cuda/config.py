@@ -1,0 +1,44 @@
+"""Launch configurations of the CUDA kernels, in one place so tests can patch them.
+
+Read by the host drivers at call time and passed into the kernels as launch
+parameters or arguments (never frozen into compiled kernels), so patching a
+value takes effect at the next launch. ``tests_cuda/conftest.py`` sets them
+small (e.g. ``THREADS_PER_BLOCK = 8``, ``GEMM_TILE = 4``) so that several
+blocks run even on tiny inputs.
+"""
+
+#: threads per block of the 1-d elementwise kernels (gates, activations,
+#: optimizer updates, losses, fills)
+THREADS_PER_BLOCK = 256
+
+#: upper bound on blocks of a 1-d launch: the kernels loop over a grid stride,
+#: so a huge array does not need a huge grid
+MAX_BLOCKS = 4096
+
+#: side of the square shared-memory tiles of the GEMM (threads per block =
+#: GEMM_TILE ** 2; shared memory = 2 * GEMM_TILE ** 2 elements)
+GEMM_TILE = 16
+
+#: threads per block of the reductions (sums for bias gradients, norms, losses);
+#: a power of two
+REDUCE_THREADS = 256
+
+#: the persistent LSTM kernel (one launch runs the whole time loop, one block
+#: per group of batch rows) is chosen when the batch has at most this many rows ...
+PERSISTENT_MAX_BATCH = 8
+
+#: ... and the hidden size is at most this ...
+PERSISTENT_MAX_HIDDEN = 512
+
+#: ... and, when W_h (4H x H) fits in this many bytes of shared memory, it is
+#: staged there once per launch; otherwise the kernel reads it from global
+#: memory (L2-resident for the sizes above) on every step
+PERSISTENT_MAX_SHARED_BYTES = 48 * 1024
+
+#: threads per block of the persistent kernel (a multiple of 32 on a GPU);
+#: each thread computes several of the 4H gate pre-activations of its rows
+PERSISTENT_THREADS = 256
+
+#: force a path: None chooses by the thresholds above; True / False forces the
+#: persistent / general path (tests and benchmarks)
+PERSISTENT = None
