@@ -37,6 +37,16 @@ from numlstm.trainer import History, Trainer
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # numlstm.data pulls in scipy.ndimage (about 0.5 s): imported on first use, not with numlstm
+    if name == "data":
+        import importlib
+
+        return importlib.import_module("numlstm.data")
+    raise AttributeError(f"module 'numlstm' has no attribute {name!r}")
+
+
 __all__ = [
     "LSTM",
     "AvgPool2D",
@@ -77,4 +87,5 @@ __all__ = [
     "losses",
     "optim",
     "plots",
+    "data",
 ]
