@@ -31,7 +31,9 @@ __all__ = [
     "DEVICES",
     "check_device",
     "cuda_available",
+    "check_device_array",
     "cuda_kernels",
+    "device_input",
     "device_of",
     "empty",
     "is_device_array",
@@ -160,6 +162,34 @@ def zeros(shape, dtype, device: str = "cpu"):
     if out.size:
         cuda_kernels().elementwise.fill(out, 0.0)
     return out
+
+
+def check_device_array(x, name: str, shape, dtype: np.dtype, names=None):
+    """``numlstm._validation.check_array`` for a device array: rank, dtype and
+    sizes (``None`` entries accept any size >= 1), with the same messages;
+    the array must be C-contiguous (a device copy would hide a cost)."""
+    axes = f" ({', '.join(str(n) for n in names)})" if names is not None else ""
+    want = "(" + ", ".join("?" if v is None else str(v) for v in shape) + ("," if len(shape) == 1 else "") + ")"
+    if x.ndim != len(shape):
+        raise ValueError(f"{name}: expected a {len(shape)}-d array{axes} of shape {want}, got shape {tuple(x.shape)}")
+    if np.dtype(x.dtype) != np.dtype(dtype):
+        raise TypeError(f"{name}: expected dtype {np.dtype(dtype).name}, got {x.dtype}")
+    for axis, (got, exp) in enumerate(zip(x.shape, shape, strict=True)):
+        if (exp is None and got < 1) or (exp is not None and got != exp):
+            raise ValueError(f"{name}: expected shape {want}{axes}, got {tuple(x.shape)} (axis {axis})")
+    if not x.is_c_contiguous():
+        raise ValueError(f"{name}: expected a C-contiguous device array, got a strided view; copy it first")
+    return x
+
+
+def device_input(x, name: str, shape, dtype: np.dtype, names=None):
+    """Validate a host or device input and return it as a C-contiguous device
+    array: a host array is checked by ``check_array`` and copied once."""
+    if is_device_array(x):
+        return check_device_array(x, name, shape, dtype, names)
+    from numlstm._validation import check_array
+
+    return to_device(check_array(x, name, shape, dtype, names), "cuda")
 
 
 def cuda_kernels() -> ModuleType:

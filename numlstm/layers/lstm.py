@@ -6,6 +6,7 @@ from functools import partial
 
 import numpy as np
 
+from numlstm import backend
 from numlstm._threads import num_chunks, run_blocks, single_threaded_blas
 from numlstm._validation import check_array, check_bool, check_dtype, check_float, check_int, check_lengths
 from numlstm.kernels.cpu.linalg import matmul_add, matmul_into, matmul_tn_add
@@ -117,6 +118,7 @@ class LSTM(Layer):
     """
 
     recurrent = True
+    cuda_support = True
 
     def __init__(
         self,
@@ -226,6 +228,8 @@ class LSTM(Layer):
         -------
         y : ndarray (B, T, D*H) with ``return_sequences``, else (B, D*H).
         """
+        if self.device != "cpu":
+            return self._forward_cuda(x, state, lengths)
         x = check_array(x, "x", (None, None, self.input_size), self.dtype, ("batch", "time", "input_size"))
         B, T, _ = x.shape
         H, D, L = self.hidden_size, self.num_directions, self.num_layers
@@ -315,6 +319,8 @@ class LSTM(Layer):
             Gradient w.r.t. the input. ``self.dstate`` receives the gradient
             w.r.t. the initial state.
         """
+        if self.device != "cpu":
+            return self._backward_cuda(dy, dstate)
         if self._cache is None:
             raise RuntimeError(
                 "backward: no forward pass to differentiate; call forward(x) in training mode (layer.train()) before backward(dy)"
@@ -371,3 +377,158 @@ class LSTM(Layer):
                 dy_tm = dx if mask is None else dx * mask
         self.dstate = (dh0, dc0)
         return np.ascontiguousarray(dx.transpose(1, 0, 2))
+
+    # -- the CUDA path (numlstm.kernels.cuda.lstm; see docs/gpu.md) ----------------------------------
+    def _check_state_cuda(self, state, B, name="state"):
+        LD, H = self.num_layers * self.num_directions, self.hidden_size
+        if not isinstance(state, (tuple, list)) or len(state) != 2:
+            raise TypeError(f"{name}: expected a tuple (h, c) of two arrays of shape {(LD, B, H)}, got {type(state).__name__}")
+        names = ("num_layers*num_directions", "batch", "hidden_size")
+        h = backend.device_input(state[0], f"{name}[0] (h)", (LD, B, H), self.dtype, names)
+        c = backend.device_input(state[1], f"{name}[1] (c)", (LD, B, H), self.dtype, names)
+        return h, c
+
+    def _forward_cuda(self, x, state, lengths):
+        """``forward`` on the GPU: the same schedule with device arrays; the
+        result, the cache and ``self.state`` stay on the device."""
+        K = backend.cuda_kernels()
+        ew, kl = K.elementwise, K.lstm
+        dev = "cuda"
+        x = backend.device_input(x, "x", (None, None, self.input_size), self.dtype, ("batch", "time", "input_size"))
+        B, T, _ = x.shape
+        H, D, L = self.hidden_size, self.num_directions, self.num_layers
+        dt = self.dtype
+        if state is None:
+            h0 = backend.zeros((L * D, B, H), dt, dev)
+            c0 = backend.zeros((L * D, B, H), dt, dev)
+        else:
+            h0, c0 = self._check_state_cuda(state, B)
+        lens_host = np.full(B, T, np.int64) if lengths is None else check_lengths(lengths, B, T)
+        lens = backend.to_device(lens_host, dev)
+        persistent = kl.use_persistent(B, H)
+        self._last_path = "persistent" if persistent else "general"
+        hn = backend.empty((L * D, B, H), dt, dev)
+        cn = backend.empty((L * D, B, H), dt, dev)
+        inp = backend.empty((T, B, self.input_size), dt, dev)
+        ew.swap01(x, inp)  # time-major (T, B, I)
+        cache = []
+        for k in range(L):
+            layer_cache = {"x": inp, "dirs": [], "mask": None}
+            outs = []
+            for d, sfx in enumerate(self._suffixes()):
+                idx = k * D + d
+                y, hp, cp = (backend.empty((T, B, H), dt, dev) for _ in range(3))
+                gates = backend.empty((T, B, 4 * H), dt, dev)
+                kl.lstm_forward_direction(
+                    inp.reshape(T * B, inp.shape[2]), self.params[f"weight_ih_l{k}{sfx}"],
+                    self.params[f"weight_hh_l{k}{sfx}"], self._bias_cuda(k, sfx), h0[idx], c0[idx], lens, d == 1,
+                    gates, y, hp, cp, hn[idx], cn[idx], persistent,
+                )  # fmt: skip
+                outs.append(y)
+                layer_cache["dirs"].append((hp, cp, gates))
+            if D == 1:
+                out = outs[0]
+            else:
+                out = backend.empty((T, B, D * H), dt, dev)
+                for d in range(D):
+                    ew.copy_cols(outs[d].reshape(T * B, H), 0, out.reshape(T * B, D * H), d * H, H)
+            if self.training and self.dropout > 0.0 and k < L - 1:
+                # the mask from the layer's host generator, as on the CPU: same seed, same result
+                keep = 1.0 - self.dropout
+                mask = backend.to_device((self._rng.random(out.shape) < keep).astype(dt) / dt.type(keep), dev)
+                dropped = backend.empty(out.shape, dt, dev)
+                ew.multiply(out, mask, dropped)
+                out = dropped
+                layer_cache["mask"] = mask
+            cache.append(layer_cache)
+            inp = out
+        self.state = (hn, cn)
+        self._cache = {"layers": cache, "lengths": lens, "B": B, "T": T, "persistent": persistent} if self.training else None
+        if self.return_sequences:
+            y = backend.empty((B, T, D * H), dt, dev)
+            ew.swap01(inp, y)
+            return y
+        top = (L - 1) * D
+        y = backend.empty((B, D * H), dt, dev)
+        for d in range(D):
+            ew.copy_cols(hn[top + d], 0, y, d * H, H)
+        return y
+
+    def _bias_cuda(self, k, sfx):
+        """b_ih + b_hh on the device (zeros without bias)."""
+        ew = backend.cuda_kernels().elementwise
+        bias = backend.empty(4 * self.hidden_size, self.dtype, "cuda")
+        if self.bias:
+            ew.add(self.params[f"bias_ih_l{k}{sfx}"], self.params[f"bias_hh_l{k}{sfx}"], bias)
+        else:
+            ew.fill(bias, 0.0)
+        return bias
+
+    def _backward_cuda(self, dy, dstate):
+        """``backward`` on the GPU; ``dx`` and ``self.dstate`` are device arrays."""
+        if self._cache is None:
+            raise RuntimeError(
+                "backward: no forward pass to differentiate; call forward(x) in training mode (layer.train()) before backward(dy)"
+            )
+        K = backend.cuda_kernels()
+        ew, kl = K.elementwise, K.lstm
+        dev = "cuda"
+        cache = self._cache
+        B, T = cache["B"], cache["T"]
+        H, D, L = self.hidden_size, self.num_directions, self.num_layers
+        dt = self.dtype
+        dy = backend.device_input(dy, "dy", self.output_shape(B, T), dt)
+        dhn = backend.empty((L * D, B, H), dt, dev)
+        if dstate is None:
+            ew.fill(dhn, 0.0)
+            dcn = backend.zeros((L * D, B, H), dt, dev)
+        else:
+            dh_in, dcn = self._check_state_cuda(dstate, B, "dstate")
+            ew.copy(dh_in, dhn)
+        if self.return_sequences:
+            dy_tm = backend.empty((T, B, D * H), dt, dev)
+            ew.swap01(dy, dy_tm)
+        else:
+            dy_tm = backend.zeros((T, B, D * H), dt, dev)
+            top = (L - 1) * D
+            for d in range(D):
+                ew.copy_cols(dy, d * H, dhn[top + d], 0, H, accumulate=True)
+        lens = cache["lengths"]
+        persistent = cache["persistent"]
+        dh0 = backend.empty((L * D, B, H), dt, dev)
+        dc0 = backend.empty((L * D, B, H), dt, dev)
+        dbias = backend.empty(4 * H, dt, dev)
+        self._cache = None  # the gates become their gradients: differentiable once
+        for k in range(L - 1, -1, -1):
+            lc = cache["layers"][k]
+            x = lc["x"]
+            I_k = x.shape[2]
+            dx = backend.empty(x.shape, dt, dev)
+            for d, sfx in enumerate(self._suffixes()):
+                hp, cp, gates = lc["dirs"][d]
+                if D == 1:
+                    dy_d = dy_tm
+                else:
+                    dy_d = backend.empty((T, B, H), dt, dev)
+                    ew.copy_cols(dy_tm.reshape(T * B, D * H), d * H, dy_d.reshape(T * B, H), 0, H)
+                idx = k * D + d
+                kl.lstm_backward_direction(
+                    x.reshape(T * B, I_k), self.params[f"weight_ih_l{k}{sfx}"], self.params[f"weight_hh_l{k}{sfx}"],
+                    lens, d == 1, gates, hp, cp, dy_d, dhn[idx], dcn[idx], d == 1, dx.reshape(T * B, I_k),
+                    self.grads[f"weight_ih_l{k}{sfx}"], self.grads[f"weight_hh_l{k}{sfx}"], dbias,
+                    dh0[idx], dc0[idx], persistent,
+                )  # fmt: skip
+                if self.bias:
+                    ew.add_into(self.grads[f"bias_ih_l{k}{sfx}"], dbias)
+                    ew.add_into(self.grads[f"bias_hh_l{k}{sfx}"], dbias)
+            if k > 0:
+                mask = cache["layers"][k - 1]["mask"]
+                if mask is None:
+                    dy_tm = dx
+                else:
+                    dy_tm = backend.empty(dx.shape, dt, dev)
+                    ew.multiply(dx, mask, dy_tm)
+        self.dstate = (dh0, dc0)
+        dx_out = backend.empty((B, T, self.input_size), dt, dev)
+        ew.swap01(dx, dx_out)
+        return dx_out

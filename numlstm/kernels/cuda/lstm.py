@@ -1,0 +1,380 @@
+"""CUDA kernels for one LSTM layer direction over a whole sequence.
+
+The twin of ``numlstm.kernels.cpu.lstm``: same notation (gate storage order
+i, f, g, o), same time-major layout ``(T, B, ...)``, same schedule, same
+results (float64 to rounding; float32 uses the exact ``tanhf``/``expf``
+where the CPU uses its rational approximation)::
+
+    a_t = x_t W_ih^T + b_ih + b_hh + h_{t-1} W_hh^T        a_t: (B, 4H)
+    i_t = sigmoid(a_i)   f_t = sigmoid(a_f)   g_t = tanh(a_g)   o_t = sigmoid(a_o)
+    c_t = f_t * c_{t-1} + i_t * g_t
+    h_t = o_t * tanh(c_t)
+
+Two paths, chosen per call by ``use_persistent`` (thresholds in ``config``):
+
+* general: the input projection of all steps is ONE GEMM
+  ``(T*B, I) x (I, 4H)``; per step one GEMM ``h_{t-1} W_hh^T`` and one fused
+  gate kernel (one thread per (row, unit): all four gates and the cell).
+  Backward: per step one fused gate-derivative kernel and one GEMM
+  ``dh_{t-1} = dA_t W_hh``.
+* persistent (Diamos et al. 2016, for small batch and hidden sizes): ONE
+  launch runs the whole time loop, one block per batch row (rows are
+  independent, so no grid-wide synchronisation is needed: ``syncthreads``
+  between the phases of a step suffices, and the kernel also runs on the
+  simulator). ``W_hh`` is staged in shared memory once per launch when it
+  fits in ``config.PERSISTENT_MAX_SHARED_BYTES`` (else read from global
+  memory, where it stays L2-resident); ``h``, ``c`` and the step's gate
+  pre-activations live in shared memory. Forward and backward both.
+
+After the backward loop both paths form ``dx``, ``dW_ih``, ``dW_hh`` as ONE
+GEMM each over all steps and ``db`` as one column sum of ``dA``.
+
+Kernels never validate: the layer above does.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda
+
+from numlstm.kernels.cuda import config, elementwise
+from numlstm.kernels.cuda._launch import grid_1d
+from numlstm.kernels.cuda.linalg import gemm
+
+_KERNELS: dict = {}
+
+
+def _make_kernels(dtype: np.dtype) -> dict:
+    one = dtype.type(1)
+    zero = dtype.type(0)
+
+    @cuda.jit(device=True)
+    def sigmoid(v):
+        return one / (one + math.exp(-v))
+
+    @cuda.jit
+    def forward_step(t, gates, rec, bias, h, c, hprev, cprev, y, lengths):
+        # gates: (T, B, 4H) x_t W_ih^T in, activations out; rec: (B, 4H) = h_{t-1} W_hh^T
+        # h, c: (B, H) running state; hprev, cprev, y: (T, B, H); one thread per (b, k)
+        B = h.shape[0]
+        H = h.shape[1]
+        for j in range(cuda.grid(1), B * H, cuda.gridsize(1)):
+            b = j // H
+            k = j % H
+            if t >= lengths[b]:
+                hprev[t, b, k] = h[b, k]
+                cprev[t, b, k] = c[b, k]
+                y[t, b, k] = zero
+                for q in range(4):
+                    gates[t, b, q * H + k] = zero
+                continue
+            ai = sigmoid(gates[t, b, k] + rec[b, k] + bias[k])
+            af = sigmoid(gates[t, b, H + k] + rec[b, H + k] + bias[H + k])
+            ag = math.tanh(gates[t, b, 2 * H + k] + rec[b, 2 * H + k] + bias[2 * H + k])
+            ao = sigmoid(gates[t, b, 3 * H + k] + rec[b, 3 * H + k] + bias[3 * H + k])
+            gates[t, b, k] = ai
+            gates[t, b, H + k] = af
+            gates[t, b, 2 * H + k] = ag
+            gates[t, b, 3 * H + k] = ao
+            hprev[t, b, k] = h[b, k]
+            cprev[t, b, k] = c[b, k]
+            cn = af * c[b, k] + ai * ag
+            c[b, k] = cn
+            hn = ao * math.tanh(cn)
+            h[b, k] = hn
+            y[t, b, k] = hn
+
+    @cuda.jit
+    def backward_step(t, tprev, gates, dh, dc, cprev, dy, rec, lengths):
+        # gates: (T, B, 4H) activations in, dA out (step t); dh, dc: (B, H) running gradients;
+        # rec: (B, H) = dA_{tprev} W_hh from the step processed before (tprev < 0: none)
+        B = dh.shape[0]
+        H = dh.shape[1]
+        for j in range(cuda.grid(1), B * H, cuda.gridsize(1)):
+            b = j // H
+            k = j % H
+            if tprev >= 0 and tprev < lengths[b]:
+                dh[b, k] = rec[b, k]
+            if t >= lengths[b]:
+                continue
+            d_h = dh[b, k] + dy[t, b, k]
+            dh[b, k] = d_h
+            i = gates[t, b, k]
+            f = gates[t, b, H + k]
+            g = gates[t, b, 2 * H + k]
+            o = gates[t, b, 3 * H + k]
+            cp = cprev[t, b, k]
+            tc = math.tanh(f * cp + i * g)
+            d_c = dc[b, k] + d_h * o * (one - tc * tc)
+            gates[t, b, 3 * H + k] = d_h * tc * o * (one - o)
+            gates[t, b, k] = d_c * g * i * (one - i)
+            gates[t, b, 2 * H + k] = d_c * i * (one - g * g)
+            gates[t, b, H + k] = d_c * cp * f * (one - f)
+            dc[b, k] = d_c * f
+
+    @cuda.jit
+    def backward_finish(tprev, dh, dc, rec, lengths, dh0, dc0):
+        # dh0 = dA_{tprev} W_hh for rows active at the last processed step, else dh
+        B = dh.shape[0]
+        H = dh.shape[1]
+        for j in range(cuda.grid(1), B * H, cuda.gridsize(1)):
+            b = j // H
+            k = j % H
+            if tprev >= 0 and tprev < lengths[b]:
+                dh0[b, k] = rec[b, k]
+            else:
+                dh0[b, k] = dh[b, k]
+            dc0[b, k] = dc[b, k]
+
+    @cuda.jit
+    def persistent_forward(gates, whh_t, bias, h0, c0, lengths, reverse, y, hprev, cprev, hn, cn, stage_w):
+        # one block per batch row b; whh_t: (H, 4H); shared: h (H) | c (H) | a (4H) | [W (H*4H)]
+        sh = cuda.shared.array(0, dtype)
+        T = gates.shape[0]
+        H = whh_t.shape[0]
+        H4 = 4 * H
+        b = cuda.blockIdx.x
+        tid = cuda.threadIdx.x
+        nt = cuda.blockDim.x
+        hs = sh[0:H]
+        cs = sh[H : 2 * H]
+        a = sh[2 * H : 2 * H + H4]
+        w = sh[2 * H + H4 :]
+        if stage_w:
+            for j in range(tid, H * H4, nt):
+                w[j] = whh_t[j // H4, j % H4]
+        for k in range(tid, H, nt):
+            hs[k] = h0[b, k]
+            cs[k] = c0[b, k]
+        cuda.syncthreads()
+        L = lengths[b]
+        for s in range(T):
+            t = T - 1 - s if reverse else s
+            if t >= L:
+                for k in range(tid, H, nt):
+                    hprev[t, b, k] = hs[k]
+                    cprev[t, b, k] = cs[k]
+                    y[t, b, k] = zero
+                for j in range(tid, H4, nt):
+                    gates[t, b, j] = zero
+                continue
+            # phase 1: the four gates of every unit, h_{t-1} W_hh^T from shared h
+            for j in range(tid, H4, nt):
+                r = zero
+                if stage_w:
+                    for m in range(H):
+                        r += hs[m] * w[m * H4 + j]
+                else:
+                    for m in range(H):
+                        r += hs[m] * whh_t[m, j]
+                v = gates[t, b, j] + r + bias[j]
+                if 2 * H <= j and j < 3 * H:
+                    v = math.tanh(v)
+                else:
+                    v = sigmoid(v)
+                a[j] = v
+                gates[t, b, j] = v
+            cuda.syncthreads()
+            # phase 2: the cell of every unit
+            for k in range(tid, H, nt):
+                hprev[t, b, k] = hs[k]
+                cprev[t, b, k] = cs[k]
+                c_new = a[H + k] * cs[k] + a[k] * a[2 * H + k]
+                cs[k] = c_new
+                h_new = a[3 * H + k] * math.tanh(c_new)
+                hs[k] = h_new
+                y[t, b, k] = h_new
+            cuda.syncthreads()
+        for k in range(tid, H, nt):
+            hn[b, k] = hs[k]
+            cn[b, k] = cs[k]
+
+    @cuda.jit
+    def persistent_backward(gates, w_hh, lengths, reverse, cprev, dy, dhn, dcn, dh0, dc0, stage_w):
+        # one block per batch row b; w_hh: (4H, H); shared: dh (H) | dc (H) | da (4H) | [W (4H*H)]
+        sh = cuda.shared.array(0, dtype)
+        T = gates.shape[0]
+        H = w_hh.shape[1]
+        H4 = 4 * H
+        b = cuda.blockIdx.x
+        tid = cuda.threadIdx.x
+        nt = cuda.blockDim.x
+        dhs = sh[0:H]
+        dcs = sh[H : 2 * H]
+        da = sh[2 * H : 2 * H + H4]
+        w = sh[2 * H + H4 :]
+        if stage_w:
+            for j in range(tid, H * H4, nt):
+                w[j] = w_hh[j // H, j % H]
+        for k in range(tid, H, nt):
+            dhs[k] = dhn[b, k]
+            dcs[k] = dcn[b, k]
+        cuda.syncthreads()
+        L = lengths[b]
+        for s in range(T):
+            t = s if reverse else T - 1 - s
+            if t >= L:
+                continue
+            # phase 1: the fused gate derivative of every unit
+            for k in range(tid, H, nt):
+                d_h = dhs[k] + dy[t, b, k]
+                i = gates[t, b, k]
+                f = gates[t, b, H + k]
+                g = gates[t, b, 2 * H + k]
+                o = gates[t, b, 3 * H + k]
+                cp = cprev[t, b, k]
+                tc = math.tanh(f * cp + i * g)
+                d_c = dcs[k] + d_h * o * (one - tc * tc)
+                v_o = d_h * tc * o * (one - o)
+                v_i = d_c * g * i * (one - i)
+                v_g = d_c * i * (one - g * g)
+                v_f = d_c * cp * f * (one - f)
+                gates[t, b, k] = v_i
+                gates[t, b, H + k] = v_f
+                gates[t, b, 2 * H + k] = v_g
+                gates[t, b, 3 * H + k] = v_o
+                da[k] = v_i
+                da[H + k] = v_f
+                da[2 * H + k] = v_g
+                da[3 * H + k] = v_o
+                dcs[k] = d_c * f
+            cuda.syncthreads()
+            # phase 2: dh_{t-1} = dA_t W_hh
+            for m in range(tid, H, nt):
+                r = zero
+                if stage_w:
+                    for j in range(H4):
+                        r += da[j] * w[j * H + m]
+                else:
+                    for j in range(H4):
+                        r += da[j] * w_hh[j, m]
+                dhs[m] = r
+            cuda.syncthreads()
+        for k in range(tid, H, nt):
+            dh0[b, k] = dhs[k]
+            dc0[b, k] = dcs[k]
+
+    return {
+        "forward_step": forward_step,
+        "backward_step": backward_step,
+        "backward_finish": backward_finish,
+        "persistent_forward": persistent_forward,
+        "persistent_backward": persistent_backward,
+    }
+
+
+def _kernels(dtype) -> dict:
+    dt = np.dtype(dtype)
+    k = _KERNELS.get(dt)
+    if k is None:
+        k = _KERNELS[dt] = _make_kernels(dt)
+    return k
+
+
+# -- path choice -----------------------------------------------------------------------------------
+
+
+def use_persistent(B: int, H: int) -> bool:
+    """True when the persistent kernel runs for batch ``B`` and hidden size ``H``
+    (``config.PERSISTENT`` forces it either way)."""
+    forced = config.PERSISTENT
+    if forced is not None:
+        return bool(forced)
+    return B <= int(config.PERSISTENT_MAX_BATCH) and H <= int(config.PERSISTENT_MAX_HIDDEN)
+
+
+def _persistent_launch(H: int, itemsize: int) -> tuple[int, int, bool]:
+    """(threads, shared bytes, stage W_hh in shared memory)."""
+    base = 6 * H * itemsize
+    w_bytes = 4 * H * H * itemsize
+    stage = base + w_bytes <= int(config.PERSISTENT_MAX_SHARED_BYTES)
+    return int(config.PERSISTENT_THREADS), base + (w_bytes if stage else 0), stage
+
+
+# -- host drivers ----------------------------------------------------------------------------------
+
+
+def lstm_forward_direction(x2, w_ih, w_hh, bias, h0, c0, lengths, reverse, gates, y, hprev, cprev, hn, cn, persistent):
+    """Forward pass of one layer direction on device arrays.
+
+    Parameters
+    ----------
+    x2 : (T*B, I) time-major input rows; w_ih : (4H, I); w_hh : (4H, H);
+    bias : (4H,) = b_ih + b_hh; h0, c0 : (B, H); lengths : (B,) int64;
+    reverse : bool; persistent : bool (the path).
+
+    Outputs
+    -------
+    gates : (T, B, 4H) gate activations (``lstm_backward_direction`` consumes them);
+    y, hprev, cprev : (T, B, H); hn, cn : (B, H) final state.
+    """
+    T, B, H4 = gates.shape
+    H = H4 // 4
+    k = _kernels(gates.dtype)
+    gemm(x2, w_ih, gates.reshape(T * B, H4), trans_b=True)  # the input projection of every step
+    if persistent:
+        whh_t = cuda.device_array((H, H4), w_hh.dtype)
+        elementwise.swap01(w_hh.reshape(H4, H, 1), whh_t.reshape(H, H4, 1))
+        nt, shared, stage = _persistent_launch(H, gates.dtype.itemsize)
+        k["persistent_forward"][B, nt, 0, shared](
+            gates, whh_t, bias, h0, c0, lengths, bool(reverse), y, hprev, cprev, hn, cn, stage
+        )
+        return
+    elementwise.copy(h0, hn)
+    elementwise.copy(c0, cn)
+    rec = cuda.device_array((B, H4), gates.dtype)
+    blocks, tpb = grid_1d(B * H)
+    step = k["forward_step"]
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        gemm(hn, w_hh, rec, trans_b=True)
+        step[blocks, tpb](t, gates, rec, bias, hn, cn, hprev, cprev, y, lengths)
+
+
+def lstm_backward_direction(
+    x2, w_ih, w_hh, lengths, reverse, gates, hprev, cprev, dy, dhn, dcn, dx_add, dx2, dw_ih, dw_hh, dbias, dh0, dc0, persistent
+):
+    """BPTT of one layer direction on device arrays.
+
+    Parameters
+    ----------
+    x2 : (T*B, I); w_ih : (4H, I); w_hh : (4H, H); lengths : (B,) int64;
+    gates : (T, B, 4H) saved activations, CONSUMED (become dA);
+    hprev, cprev : (T, B, H) saved; dy : (T, B, H); dhn, dcn : (B, H) gradients
+    of the final state (``dhn``/``dcn`` are read only).
+    dx_add : add into ``dx2`` instead of writing it.
+
+    Outputs
+    -------
+    dx2 : (T*B, I) written or added to; dw_ih (4H, I), dw_hh (4H, H) added to;
+    dbias : (4H,) written (the caller adds it to both bias gradients);
+    dh0, dc0 : (B, H) gradients of the initial state.
+    """
+    T, B, H4 = gates.shape
+    H = H4 // 4
+    k = _kernels(gates.dtype)
+    if persistent:
+        nt, shared, stage = _persistent_launch(H, gates.dtype.itemsize)
+        k["persistent_backward"][B, nt, 0, shared](gates, w_hh, lengths, bool(reverse), cprev, dy, dhn, dcn, dh0, dc0, stage)
+    else:
+        dh = cuda.device_array((B, H), gates.dtype)
+        dc = cuda.device_array((B, H), gates.dtype)
+        elementwise.copy(dhn, dh)
+        elementwise.copy(dcn, dc)
+        rec = cuda.device_array((B, H), gates.dtype)
+        blocks, tpb = grid_1d(B * H)
+        step = k["backward_step"]
+        tprev = -1
+        for s in range(T):
+            t = s if reverse else T - 1 - s
+            step[blocks, tpb](t, tprev, gates, dh, dc, cprev, dy, rec, lengths)
+            gemm(gates[t], w_hh, rec)  # dh_{t-1} = dA_t W_hh (selected per row next step)
+            tprev = t
+        k["backward_finish"][blocks, tpb](tprev, dh, dc, rec, lengths, dh0, dc0)
+    da2 = gates.reshape(T * B, H4)
+    gemm(da2, w_ih, dx2, accumulate=dx_add)
+    gemm(da2, x2, dw_ih, trans_a=True, accumulate=True)
+    gemm(da2, hprev.reshape(T * B, H), dw_hh, trans_a=True, accumulate=True)
+    elementwise.col_sum(da2, dbias)
