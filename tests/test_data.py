@@ -387,6 +387,13 @@ def test_moving_digits_memory_cap():
     assert moving_digits(2, max_bytes=None, **_FAST).shape == (2, 6, 1, 32, 32)
 
 
+def test_moving_digits_default_tile_fits_small_frames():
+    x = moving_digits(2, seq_len=4, size=32, seed=0)  # default tile min(28, 32 // 2) = 16
+    assert x.shape == (2, 4, 1, 32, 32) and x.max() == 1.0
+    assert np.any(x[:, 1:] != x[:, :-1])
+    assert moving_digits(1, seq_len=2, size=8).shape == (1, 2, 1, 8, 8)
+
+
 def test_iter_moving_digits_memory_is_one_batch():
     # glyphs rendered once and passed as images keep this test fast
     glyphs, labels = digit_glyphs(1, size=14, seed=0)

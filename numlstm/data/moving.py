@@ -103,7 +103,7 @@ class _MovingConfig:
         self.speed = check_range(speed, "speed", 0.0)
         self.return_labels = check_bool(return_labels, "return_labels")
         self.dtype = check_dtype(dtype)
-        self.source = _Source(images, labels, digit_size, self.size, 28, 20.0 / 28.0)
+        self.source = _Source(images, labels, digit_size, self.size, max(8, min(28, self.size // 2)), 20.0 / 28.0)
         if self.return_labels and self.source.images is not None and self.source.labels is None:
             raise ValueError(
                 "labels: return_labels=True with images needs their labels (N,); "
@@ -176,9 +176,10 @@ def moving_digits(
         Digits per sequence (2 in the papers).
     seed : int >= 0
     digit_size : int or None
-        Side of the digit tiles drawn from the glyph bank (default 28, MNIST's
-        layout: a ~20 px digit in a 28 px tile). With ``images``, None or the
-        images' size.
+        Side of the digit tiles drawn from the glyph bank, at most ``size``
+        (default ``min(28, size // 2)``, at least 8: 28 for 64 x 64 frames,
+        MNIST's layout of a ~20 px digit in a 28 px tile). With ``images``,
+        None or the images' size.
     speed : float or (low, high)
         Speed in pixels per frame, uniform in [low, high] per digit.
     images : (N, h, w) uint8 (0..255) or float (0..1), optional

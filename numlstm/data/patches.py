@@ -35,8 +35,9 @@ def space_to_depth(frames: np.ndarray, patch: int) -> np.ndarray:
 
     Returns
     -------
-    (..., C * patch**2, H // patch, W // patch) array of the same dtype (a
-    new C-contiguous array). :func:`depth_to_space` inverts it exactly.
+    patches : (..., C * patch**2, H // patch, W // patch) array
+        Same dtype, a new C-contiguous array. :func:`depth_to_space` inverts
+        it exactly.
     """
     x, p = _check_frames(frames, patch)
     *lead, C, H, W = x.shape
@@ -60,8 +61,8 @@ def depth_to_space(frames: np.ndarray, patch: int) -> np.ndarray:
 
     Returns
     -------
-    (..., C, h * patch, w * patch) array of the same dtype (a new
-    C-contiguous array).
+    frames : (..., C, h * patch, w * patch) array
+        Same dtype, a new C-contiguous array.
     """
     x, p = _check_frames(frames, patch)
     *lead, Cpp, h, w = x.shape
