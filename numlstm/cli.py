@@ -290,7 +290,7 @@ def _save_checkpoint(trainer, cfg: TaskConfig, path: Path, settings: dict) -> No
 def run_training(args, cfg: TaskConfig, settings: dict) -> int:
     """Train ``cfg`` with ``settings``; write the checkpoint, pictures and metrics into ``args.out``."""
     from numlstm.optim import Adam
-    from numlstm.tasks import build_model, epoch_seed, loss_name, make_batch
+    from numlstm.tasks import build_model, epoch_batches, epoch_seed, loss_name, make_batch
     from numlstm.trainer import Trainer
 
     out = _check_out(args.out)
@@ -315,18 +315,13 @@ def run_training(args, cfg: TaskConfig, settings: dict) -> int:
     )
     x_val, y_val = make_batch(cfg, settings["val_size"], epoch_seed(cfg.seed, -1))
     batch = args.batch_size
-
-    def epoch_batches():
-        # fresh samples every epoch, seeded by (seed, epoch): a resumed run sees the same data
-        n, seed = settings["epoch_size"], epoch_seed(cfg.seed, trainer.epoch)
-        for s in range(0, n, batch):
-            yield make_batch(cfg, min(batch, n - s), seed * 4096 + s // batch)
+    source = epoch_batches(cfg, trainer, settings["epoch_size"], batch)
 
     t0 = time.monotonic()
     with interrupt:
         print(f"numlstm: training {cfg.model} on {cfg.task} ({model.num_parameters():,} parameters) -> {out}", flush=True)
         trainer.fit(
-            epoch_batches,
+            source,
             epochs=settings["epochs"],
             batch_size=batch,
             validation_data=(x_val, y_val),

@@ -160,6 +160,19 @@ def make_batch(cfg: TaskConfig, n: int, seed: int):
     return np.ascontiguousarray(x), np.asarray(y, np.int64)
 
 
+def epoch_batches(cfg: TaskConfig, trainer, epoch_size: int, batch_size: int):
+    """A batch source for ``Trainer.fit``: fresh samples every epoch, seeded by
+    (``cfg.seed``, ``trainer.epoch``, batch index), so a resumed run sees the
+    same data as an uninterrupted one; one batch in memory at a time."""
+
+    def source():
+        seed = epoch_seed(cfg.seed, trainer.epoch)
+        for s in range(0, epoch_size, batch_size):
+            yield make_batch(cfg, min(batch_size, epoch_size - s), seed * 4096 + s // batch_size)
+
+    return source
+
+
 def frames_of(cfg: TaskConfig, patched: np.ndarray) -> np.ndarray:
     """Patched moving-digits frames back to pixels ``(n, T, 1, size, size)``."""
     from numlstm import data

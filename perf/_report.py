@@ -106,11 +106,12 @@ def machine_line() -> str:
     return ", ".join(parts)
 
 
-def write_section(name: str, markdown: str) -> None:
-    """Replace the text between the section's markers in docs/performance.md
-    (append the section if it is not there yet)."""
+def write_section(name: str, markdown: str, doc: Path | None = None) -> None:
+    """Replace the text between the section's markers in ``doc`` (default
+    docs/performance.md; the section is appended if it is not there yet)."""
+    doc = DOC if doc is None else doc
     begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
-    text = DOC.read_text() if DOC.exists() else "# Performance\n"
+    text = doc.read_text() if doc.exists() else "# Performance\n"
     block = f"{begin}\n{markdown.rstrip()}\n{end}"
     if begin in text and end in text:
         head, rest = text.split(begin, 1)
@@ -118,4 +119,4 @@ def write_section(name: str, markdown: str) -> None:
         text = head + block + tail
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
-    DOC.write_text(text)
+    doc.write_text(text)
