@@ -6,8 +6,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from numlstm import backend
 from numlstm._validation import as_array, check_array, check_bool, check_dtype, check_float, check_int
 from numlstm.layers.base import Layer
+from numlstm.layers.conv import device_input
 
 
 class BatchNorm2D(Layer):
@@ -44,6 +46,8 @@ class BatchNorm2D(Layer):
         starting at 1; saved by ``state_dict()`` and read by
         ``load_state_dict()`` under those names, as in PyTorch.
     """
+
+    cuda_support = True
 
     def __init__(
         self,
@@ -100,7 +104,7 @@ class BatchNorm2D(Layer):
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of the parameters and of ``running_mean`` / ``running_var``."""
         out = super().state_dict()
-        out.update({k: v.copy() for k, v in self.buffers.items()})
+        out.update({k: backend.to_numpy(v).copy() for k, v in self.buffers.items()})
         return out
 
     def load_state_dict(self, state_dict, strict: bool = True) -> None:
@@ -120,14 +124,17 @@ class BatchNorm2D(Layer):
             raise ValueError(f"state_dict: missing keys {missing}, unexpected keys {unexpected}")
         for k, p in known.items():
             if k in state_dict:
-                v = np.asarray(state_dict[k])
+                v = backend.to_numpy(state_dict[k])
                 if v.shape != p.shape:
                     raise ValueError(f"state_dict[{k!r}]: expected shape {p.shape}, got {v.shape}")
                 if not np.issubdtype(v.dtype, np.number):
                     raise TypeError(f"state_dict[{k!r}]: expected a numeric array, got dtype {v.dtype}")
         for k, p in known.items():
             if k in state_dict:
-                p[...] = np.asarray(state_dict[k])
+                if self.device == "cpu":
+                    p[...] = np.asarray(state_dict[k])
+                else:
+                    p.copy_to_device(np.ascontiguousarray(backend.to_numpy(state_dict[k]), dtype=p.dtype))
 
     # -- forward / backward -------------------------------------------------------------------------
     def _use_batch_stats(self) -> bool:
@@ -136,6 +143,8 @@ class BatchNorm2D(Layer):
 
     def forward(self, x) -> np.ndarray:
         """Normalise ``x`` (N, C, H, W); returns ``y`` of the same shape."""
+        if self.device != "cpu":
+            return self._forward_cuda(x)
         x_in = as_array(x, "x")
         x = check_array(x_in, "x", (None, self.num_features, None, None), self.dtype, ("batch", "channels", "height", "width"))
         M = x.shape[0] * x.shape[2] * x.shape[3]
@@ -165,6 +174,8 @@ class BatchNorm2D(Layer):
 
     def backward(self, dy) -> np.ndarray:
         """Accumulate ``dweight``, ``dbias``; return ``dx`` (N, C, H, W)."""
+        if self.device != "cpu":
+            return self._backward_cuda(dy)
         if self._cache is None:
             raise RuntimeError(
                 "backward: no forward pass to differentiate; call forward(x) in training mode (layer.train()) before backward(dy)"
@@ -185,3 +196,46 @@ class BatchNorm2D(Layer):
         g_mean = g.mean(axis=axes)[None, :, None, None]
         gx_mean = (g * xhat).mean(axis=axes)[None, :, None, None]
         return inv4 * (g - g_mean - xhat * gx_mean)
+
+    # -- the GPU path (numlstm.kernels.cuda.batchnorm) ----------------------------------------------
+    def _forward_cuda(self, x):
+        k = backend.cuda_kernels().batchnorm
+        names = ("batch", "channels", "height", "width")
+        x = device_input(x, "x", (None, self.num_features, None, None), self.dtype, names)
+        C = self.num_features
+        M = x.shape[0] * x.shape[2] * x.shape[3]
+        batch_stats = self._use_batch_stats()
+        if batch_stats and M < 2:
+            raise ValueError(
+                f"x: batch statistics need more than 1 value per channel (batch*height*width > 1), got shape {x.shape}"
+            )
+        mean_t = backend.empty(C, self.dtype, "cuda")
+        inv = backend.empty(C, self.dtype, "cuda")
+        scratch = backend.empty((2, C), np.float64, "cuda")
+        rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
+        k.batchnorm_stats(x, self.eps, self.momentum, batch_stats, rm, rv, mean_t, inv, scratch)
+        xhat = backend.empty(x.shape, self.dtype, "cuda")
+        y = backend.empty(x.shape, self.dtype, "cuda")
+        w = self.params["weight"] if self.affine else inv
+        b = self.params["bias"] if self.affine else inv
+        k.batchnorm_apply(x, mean_t, inv, w, b, self.affine, xhat, y)
+        self._cache = (xhat, inv, batch_stats, x.shape) if self.training else None
+        return y
+
+    def _backward_cuda(self, dy):
+        if self._cache is None:
+            raise RuntimeError(
+                "backward: no forward pass to differentiate; call forward(x) in training mode (layer.train()) before backward(dy)"
+            )
+        xhat, inv, batch_stats, shape = self._cache
+        dy = device_input(dy, "dy", shape, self.dtype)
+        self._cache = None
+        k = backend.cuda_kernels().batchnorm
+        sums = backend.empty((2, self.num_features), np.float64, "cuda")
+        dx = backend.empty(shape, self.dtype, "cuda")
+        if self.affine:
+            w, dw, db = self.params["weight"], self.grads["weight"], self.grads["bias"]
+        else:
+            w = dw = db = inv
+        k.batchnorm_backward(dy, xhat, inv, w, self.affine, batch_stats, sums, dw, db, dx)
+        return dx

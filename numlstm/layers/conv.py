@@ -13,8 +13,9 @@ import numbers
 import numba
 import numpy as np
 
+from numlstm import backend
 from numlstm._threads import _blas_controllers, run_blocks, single_threaded_blas
-from numlstm._validation import check_array, check_bool, check_dtype, check_int
+from numlstm._validation import _shape_str, check_array, check_bool, check_dtype, check_int
 from numlstm.kernels.cpu import conv as _k
 from numlstm.layers.base import Layer
 
@@ -107,6 +108,31 @@ def _config_value(value):
     return list(value) if isinstance(value, tuple) else value
 
 
+def device_input(x, name: str, shape, dtype, names=None, copy: bool = False):
+    """``x`` as a C-contiguous device array, checked as ``check_array`` checks
+    a host array (rank, dtype, sizes; same messages). A host ``x`` is checked
+    on the host and copied to the device once; a device ``x`` is checked on
+    its shape and dtype only (no transfer) and, with ``copy``, copied (so
+    that a cache does not alias the caller's buffer)."""
+    if not backend.is_device_array(x):
+        return backend.to_device(check_array(x, name, shape, dtype, names), "cuda")
+    axes = f" {_shape_str(names)}" if names is not None else ""
+    if x.ndim != len(shape):
+        raise ValueError(f"{name}: expected a {len(shape)}-d array{axes} of shape {_shape_str(shape)}, got shape {x.shape}")
+    if np.dtype(x.dtype) != dtype:
+        raise TypeError(f"{name}: expected dtype {np.dtype(dtype).name}, got {np.dtype(x.dtype)}")
+    for got, want in zip(x.shape, shape, strict=True):
+        if (want is None and got < 1) or (want is not None and got != want):
+            raise ValueError(f"{name}: expected shape {_shape_str(shape)}{axes}, got {tuple(x.shape)}")
+    if not x.is_c_contiguous():
+        raise ValueError(f"{name}: expected a C-contiguous device array, got a strided view of shape {tuple(x.shape)}")
+    if copy:
+        out = backend.empty(x.shape, x.dtype, "cuda")
+        out.copy_to_device(x)
+        return out
+    return x
+
+
 def _image_input(x, name: str, channels: int | None, dtype) -> np.ndarray:
     shape = (None, channels, None, None)
     return check_array(x, name, shape, dtype, ("batch", "channels", "height", "width"))
@@ -141,6 +167,8 @@ class Conv2D(Layer):
         ``weight`` (O, C, kh, kw) and ``bias`` (O,): PyTorch's names, shapes
         and init (uniform in +-1/sqrt(C*kh*kw)).
     """
+
+    cuda_support = True
 
     def __init__(
         self,
@@ -255,6 +283,8 @@ class Conv2D(Layer):
         -------
         y : ndarray (N, out_channels, H', W')
         """
+        if self.device != "cpu":
+            return self._forward_cuda(x)
         x = _image_input(x, "x", self.in_channels, self.dtype)
         N, C, H, W = x.shape
         ho, wo = self._out_hw(H, W, "x", x.shape)
@@ -285,6 +315,8 @@ class Conv2D(Layer):
         -------
         dx : ndarray (N, in_channels, H, W)
         """
+        if self.device != "cpu":
+            return self._backward_cuda(dy)
         if self._cache is None:
             raise RuntimeError(
                 "backward: no forward pass to differentiate; call forward(x) in training mode (layer.train()) before backward(dy)"
@@ -298,3 +330,36 @@ class Conv2D(Layer):
         w = self.params["weight"]
         conv2d_backward(None, w, dy, self.stride, self.pads, self.dilation, dx, self.grads["weight"], db, kept=self._kept)
         return dx
+
+    # -- the GPU path (numlstm.kernels.cuda.conv) ----------------------------------------------------
+    def _forward_cuda(self, x):
+        k = backend.cuda_kernels().conv
+        names = ("batch", "channels", "height", "width")
+        x = device_input(x, "x", (None, self.in_channels, None, None), self.dtype, names, copy=self.training)
+        N, C, H, W = x.shape
+        ho, wo = self._out_hw(H, W, "x", x.shape)
+        y = backend.empty((N, self.out_channels, ho, wo), self.dtype, "cuda")
+        b = self.params["bias"] if self.bias else backend.empty(0, self.dtype, "cuda")
+        k.conv2d_forward(x, self.params["weight"], b, self.stride, self.pads, self.dilation, y)
+        self._cache = x if self.training else None
+        return y
+
+    def _backward_cuda(self, dy):
+        if self._cache is None:
+            raise RuntimeError(
+                "backward: no forward pass to differentiate; call forward(x) in training mode (layer.train()) before backward(dy)"
+            )
+        x = self._cache
+        ho, wo = self._out_hw(x.shape[2], x.shape[3], "x", x.shape)
+        dy = device_input(dy, "dy", (x.shape[0], self.out_channels, ho, wo), self.dtype)
+        self._cache = None
+        dx = backend.empty(x.shape, self.dtype, "cuda")
+        db = self.grads["bias"] if self.bias else backend.empty(0, self.dtype, "cuda")
+        k = backend.cuda_kernels().conv
+        w, dw = self.params["weight"], self.grads["weight"]
+        k.conv2d_backward(x, w, dy, self.stride, self.pads, self.dilation, dx, dw, db, True)
+        return dx
+
+    def _to_device_hook(self, device: str) -> None:
+        super()._to_device_hook(device)
+        self._kept = None

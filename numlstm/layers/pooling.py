@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from numlstm import backend
+from numlstm._validation import FLOAT_DTYPES
 from numlstm.kernels.cpu import conv as _k
 from numlstm.layers.activation import _Stateless
-from numlstm.layers.conv import _pair
+from numlstm.layers.conv import _pair, device_input
 
 
 def _check_rank4(x: np.ndarray, name: str) -> None:
@@ -18,7 +20,46 @@ def _check_rank4(x: np.ndarray, name: str) -> None:
         raise ValueError(f"{name}: expected a 4-d array (batch, channels, height, width), got shape {x.shape}")
 
 
-class _Pool2D(_Stateless):
+class _DevicePool(_Stateless):
+    """The GPU path of the pools: ``forward``/``backward`` dispatch on ``self.device``
+    to ``_forward_cuda(x) -> (y, saved)`` / ``_backward_cuda(dy, saved, x_shape)``."""
+
+    cuda_support = True
+
+    def forward(self, x):
+        if self.device != "cpu":
+            return self._forward_cuda_checked(x)
+        return super().forward(x)
+
+    def backward(self, dy):
+        if self.device != "cpu":
+            return self._backward_cuda_checked(dy)
+        return super().backward(dy)
+
+    def _forward_cuda_checked(self, x):
+        if not backend.is_device_array(x):
+            x = np.asarray(x)
+        dtype = np.dtype(x.dtype)
+        if dtype not in FLOAT_DTYPES:
+            raise TypeError(f"x: expected dtype float32 or float64, got {dtype}: use x.astype(np.float32)")
+        x = device_input(x, "x", (None, None, None, None), dtype, ("batch", "channels", "height", "width"))
+        y, saved = self._forward_cuda(x)
+        self._dtype = dtype
+        self._cache = (saved, x.shape, y.shape) if self.training else None
+        return y
+
+    def _backward_cuda_checked(self, dy):
+        if self._cache is None:
+            raise RuntimeError(
+                "backward: no forward pass to differentiate; call forward(x) in training mode (layer.train()) before backward(dy)"
+            )
+        saved, x_shape, y_shape = self._cache
+        dy = device_input(dy, "dy", y_shape, self._dtype)
+        self._cache = None
+        return self._backward_cuda(dy, saved, x_shape)
+
+
+class _Pool2D(_DevicePool):
     """Shared arguments and shape rules of the windowed pools."""
 
     _min_ndim = 4
@@ -88,6 +129,18 @@ class MaxPool2D(_Pool2D):
         _k.maxpool2d_backward(dy, argmax, dx)
         return dx
 
+    def _forward_cuda(self, x):
+        ho, wo = self._out_hw(x.shape[2], x.shape[3], "x", x.shape)
+        out = backend.empty(x.shape[:2] + (ho, wo), x.dtype, "cuda")
+        argmax = backend.empty(out.shape, np.int64, "cuda")
+        backend.cuda_kernels().conv.maxpool2d_forward(x, *self.kernel_size, *self.stride, *self.padding, out, argmax)
+        return out, argmax
+
+    def _backward_cuda(self, dy, argmax, x_shape):
+        dx = backend.empty(x_shape, dy.dtype, "cuda")
+        backend.cuda_kernels().conv.maxpool2d_backward(dy, argmax, dx, *self.kernel_size, *self.stride, *self.padding)
+        return dx
+
 
 class AvgPool2D(_Pool2D):
     """Mean over ``kernel_size`` windows (PyTorch ``nn.AvgPool2d``, ``count_include_pad=True``).
@@ -113,8 +166,19 @@ class AvgPool2D(_Pool2D):
         _k.avgpool2d_backward(dy, *self.kernel_size, *self.stride, *self.padding, dx)
         return dx
 
+    def _forward_cuda(self, x):
+        ho, wo = self._out_hw(x.shape[2], x.shape[3], "x", x.shape)
+        out = backend.empty(x.shape[:2] + (ho, wo), x.dtype, "cuda")
+        backend.cuda_kernels().conv.avgpool2d_forward(x, *self.kernel_size, *self.stride, *self.padding, out)
+        return out, None
 
-class GlobalAvgPool2D(_Stateless):
+    def _backward_cuda(self, dy, saved, x_shape):
+        dx = backend.empty(x_shape, dy.dtype, "cuda")
+        backend.cuda_kernels().conv.avgpool2d_backward(dy, *self.kernel_size, *self.stride, *self.padding, dx)
+        return dx
+
+
+class GlobalAvgPool2D(_DevicePool):
     """Mean over height and width: ``(N, C, H, W) -> (N, C)``."""
 
     _min_ndim = 4
@@ -133,3 +197,13 @@ class GlobalAvgPool2D(_Stateless):
     def _backward(self, dy, saved, x_shape):
         scale = dy.dtype.type(1.0 / (x_shape[2] * x_shape[3]))
         return np.ascontiguousarray(np.broadcast_to((dy * scale)[:, :, None, None], x_shape))
+
+    def _forward_cuda(self, x):
+        out = backend.empty(x.shape[:2], x.dtype, "cuda")
+        backend.cuda_kernels().conv.global_avgpool2d_forward(x, out)
+        return out, None
+
+    def _backward_cuda(self, dy, saved, x_shape):
+        dx = backend.empty(x_shape, dy.dtype, "cuda")
+        backend.cuda_kernels().conv.global_avgpool2d_backward(dy, dx)
+        return dx

@@ -1,0 +1,416 @@
+"""``@cuda.jit`` twins of ``numlstm.kernels.cpu.conv``: 2-d convolution, max and average pooling.
+
+Layouts as on the CPU: images ``(N, C, H, W)``, weights ``(O, C, kh, kw)``,
+pads ``(top, bottom, left, right)``; output size along an axis
+``H' = (H + pt + pb - dh*(kh-1) - 1) // sh + 1``.
+
+Direct convolution, no im2col buffer:
+
+* forward: one thread per output element ``(n, o, oy, ox)`` (``ox`` fastest,
+  so neighbouring threads read neighbouring pixels), summing over
+  ``(c, i, j)`` with the out-of-image taps skipped (zero padding);
+* backward dx: one thread per INPUT element, a gather over the output pixels
+  whose window covers it (no atomics, so the result is deterministic);
+* backward dW / db: one block per weight (per bias) element, its threads
+  striding over ``(n, oy, ox)`` and reducing in shared memory.
+
+Pooling is the same: one thread per output element forward, one per input
+element backward (gather over the windows that contain it; for max pooling
+the window's saved argmax decides).
+
+Drivers take device arrays (C-contiguous) and the CPU kernels' arguments,
+and read the launch configuration from ``numlstm.kernels.cuda.config`` at
+call time. They never validate: the layers do.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda
+
+from numlstm.kernels.cuda import config
+from numlstm.kernels.cuda._launch import grid_1d
+
+
+def reduce_launch(blocks: int, dtype) -> tuple[int, int, int, int]:
+    """(blocks, threads, stream, shared bytes) of a block-per-item reduction."""
+    tpb = int(config.REDUCE_THREADS)
+    return max(1, min(int(blocks), int(config.MAX_BLOCKS))), tpb, 0, tpb * np.dtype(dtype).itemsize
+
+
+@cuda.jit(device=True, inline=True)
+def block_sum(sm, acc):
+    """Sum ``acc`` over the threads of the block (any block size); every
+    thread gets the total. sm: dynamic shared array, one slot per thread."""
+    t = cuda.threadIdx.x
+    nt = cuda.blockDim.x
+    sm[t] = acc
+    cuda.syncthreads()
+    s = 1
+    while s < nt:
+        s *= 2
+    s //= 2
+    while s > 0:
+        if t < s and t + s < nt:
+            sm[t] += sm[t + s]
+        cuda.syncthreads()
+        s //= 2
+    total = sm[0]
+    cuda.syncthreads()  # sm may be reused right after
+    return total
+
+
+# -- convolution ----------------------------------------------------------------------------------
+@cuda.jit
+def _conv2d_forward_kernel(x, w, b, has_b, sh, sw, pt, pl, dh, dw, out):
+    # x: (N, C, H, W); w: (O, C, kh, kw); b: (O,) (read when has_b); out: (N, O, H', W')
+    N, O, ho, wo = out.shape
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    kh, kw = w.shape[2], w.shape[3]
+    total = N * O * ho * wo
+    for idx in range(cuda.grid(1), total, cuda.gridsize(1)):
+        ox = idx % wo
+        r = idx // wo
+        oy = r % ho
+        r //= ho
+        o = r % O
+        n = r // O
+        y0 = oy * sh - pt
+        x0 = ox * sw - pl
+        acc = out.dtype.type(0)
+        for c in range(C):
+            for i in range(kh):
+                iy = y0 + i * dh
+                if iy < 0 or iy >= H:
+                    continue
+                for j in range(kw):
+                    ix = x0 + j * dw
+                    if 0 <= ix < W:
+                        acc += x[n, c, iy, ix] * w[o, c, i, j]
+        if has_b:
+            acc += b[o]
+        out[n, o, oy, ox] = acc
+
+
+@cuda.jit
+def _conv2d_backward_dx_kernel(w, dy, sh, sw, pt, pl, dh, dw, dx):
+    # w: (O, C, kh, kw); dy: (N, O, H', W'); dx: (N, C, H, W) overwritten
+    N, C, H, W = dx.shape
+    O, kh, kw = w.shape[0], w.shape[2], w.shape[3]
+    ho, wo = dy.shape[2], dy.shape[3]
+    total = N * C * H * W
+    for idx in range(cuda.grid(1), total, cuda.gridsize(1)):
+        xx = idx % W
+        r = idx // W
+        yy = r % H
+        r //= H
+        c = r % C
+        n = r // C
+        acc = dx.dtype.type(0)
+        for i in range(kh):
+            ty = yy + pt - i * dh
+            if ty < 0 or ty % sh != 0:
+                continue
+            oy = ty // sh
+            if oy >= ho:
+                continue
+            for j in range(kw):
+                tx = xx + pl - j * dw
+                if tx < 0 or tx % sw != 0:
+                    continue
+                ox = tx // sw
+                if ox >= wo:
+                    continue
+                for o in range(O):
+                    acc += dy[n, o, oy, ox] * w[o, c, i, j]
+        dx[n, c, yy, xx] = acc
+
+
+@cuda.jit
+def _conv2d_backward_dw_kernel(x, dy, sh, sw, pt, pl, dh, dw, dw_acc):
+    # x: (N, C, H, W); dy: (N, O, H', W'); dw_acc: (O, C, kh, kw), dW ADDED.
+    # One block per weight element; its threads stride over (n, oy, ox).
+    sm = cuda.shared.array(0, dw_acc.dtype)
+    N, C, H, W = x.shape
+    O, ho, wo = dy.shape[1], dy.shape[2], dy.shape[3]
+    kh, kw = dw_acc.shape[2], dw_acc.shape[3]
+    M = N * ho * wo
+    for widx in range(cuda.blockIdx.x, O * C * kh * kw, cuda.gridDim.x):
+        j = widx % kw
+        r = widx // kw
+        i = r % kh
+        r //= kh
+        c = r % C
+        o = r // C
+        acc = dw_acc.dtype.type(0)
+        for m in range(cuda.threadIdx.x, M, cuda.blockDim.x):
+            ox = m % wo
+            r2 = m // wo
+            oy = r2 % ho
+            n = r2 // ho
+            iy = oy * sh - pt + i * dh
+            ix = ox * sw - pl + j * dw
+            if 0 <= iy < H and 0 <= ix < W:
+                acc += dy[n, o, oy, ox] * x[n, c, iy, ix]
+        total = block_sum(sm, acc)
+        if cuda.threadIdx.x == 0:
+            dw_acc[o, c, i, j] += total
+
+
+@cuda.jit
+def _channel_sum_kernel(dy, db_acc):
+    # dy: (N, O, P); db_acc: (O,) += sum over n and p. One block per channel.
+    sm = cuda.shared.array(0, db_acc.dtype)
+    N, O, P = dy.shape
+    for o in range(cuda.blockIdx.x, O, cuda.gridDim.x):
+        acc = db_acc.dtype.type(0)
+        for m in range(cuda.threadIdx.x, N * P, cuda.blockDim.x):
+            acc += dy[m // P, o, m % P]
+        total = block_sum(sm, acc)
+        if cuda.threadIdx.x == 0:
+            db_acc[o] += total
+
+
+def _empty_bias(dtype):
+    return cuda.device_array(1, dtype)
+
+
+def conv2d_forward(x, w, b, stride, pads, dilation, out) -> None:
+    """out = conv2d(x, w) + b (the CPU kernel's arguments).
+
+    x: (N, C, H, W); w: (O, C, kh, kw); b: (O,) or empty (no bias);
+    stride (sh, sw); pads (pt, pb, pl, pr); dilation (dh, dw);
+    out: (N, O, H', W'), overwritten. All device arrays.
+    """
+    if out.size == 0:
+        return
+    sh, sw = stride
+    pt, _, pl, _ = pads
+    dh, dw = dilation
+    has_b = b.shape[0] > 0
+    bb = b if has_b else _empty_bias(out.dtype)
+    blocks, tpb = grid_1d(out.size)
+    _conv2d_forward_kernel[blocks, tpb](x, w, bb, has_b, sh, sw, pt, pl, dh, dw, out)
+
+
+def conv2d_backward_dx(w, dy, stride, pads, dilation, dx) -> None:
+    """dx (N, C, H, W) = the input gradient of ``conv2d_forward`` for dy (N, O, H', W'), overwritten."""
+    sh, sw = stride
+    pt, _, pl, _ = pads
+    dh, dw = dilation
+    blocks, tpb = grid_1d(dx.size)
+    _conv2d_backward_dx_kernel[blocks, tpb](w, dy, sh, sw, pt, pl, dh, dw, dx)
+
+
+def conv2d_backward_dw(x, dy, stride, pads, dilation, dw_acc) -> None:
+    """dw_acc (O, C, kh, kw) += the weight gradient of ``conv2d_forward`` (x (N, C, H, W), dy (N, O, H', W'))."""
+    sh, sw = stride
+    pt, _, pl, _ = pads
+    dh, dw = dilation
+    _conv2d_backward_dw_kernel[reduce_launch(dw_acc.size, dw_acc.dtype)](x, dy, sh, sw, pt, pl, dh, dw, dw_acc)
+
+
+def channel_sum(dy, db_acc) -> None:
+    """db_acc (O,) += dy (N, O, ...) summed over every axis but the channel axis."""
+    N, O = dy.shape[0], dy.shape[1]
+    dy3 = dy.reshape(N, O, dy.size // max(1, N * O))
+    _channel_sum_kernel[reduce_launch(O, db_acc.dtype)](dy3, db_acc)
+
+
+def conv2d_backward(x, w, dy, stride, pads, dilation, dx, dw_acc, db_acc, need_dx) -> None:
+    """Gradients of ``conv2d_forward`` (the CPU kernel's arguments).
+
+    x: (N, C, H, W); w: (O, C, kh, kw); dy: (N, O, H', W');
+    dx: (N, C, H, W), OVERWRITTEN with the input gradient when ``need_dx``;
+    dw_acc: (O, C, kh, kw), dW ADDED; db_acc: (O,), db ADDED, or empty.
+    """
+    if need_dx:
+        conv2d_backward_dx(w, dy, stride, pads, dilation, dx)
+    conv2d_backward_dw(x, dy, stride, pads, dilation, dw_acc)
+    if db_acc.shape[0] > 0:
+        channel_sum(dy, db_acc)
+
+
+# -- pooling --------------------------------------------------------------------------------------
+@cuda.jit
+def _maxpool2d_forward_kernel(x, kh, kw, sh, sw, ph, pw, out, argmax):
+    # x: (N, C, H, W); out, argmax: (N, C, H', W'); argmax flat iy*W + ix (int64)
+    N, C, ho, wo = out.shape
+    H, W = x.shape[2], x.shape[3]
+    for idx in range(cuda.grid(1), N * C * ho * wo, cuda.gridsize(1)):
+        ox = idx % wo
+        r = idx // wo
+        oy = r % ho
+        r //= ho
+        c = r % C
+        n = r // C
+        y0 = oy * sh - ph
+        x0 = ox * sw - pw
+        best = -math.inf
+        arg = -1
+        for i in range(kh):
+            iy = y0 + i
+            if iy < 0 or iy >= H:
+                continue
+            for j in range(kw):
+                ix = x0 + j
+                if ix < 0 or ix >= W:
+                    continue
+                v = x[n, c, iy, ix]
+                # first maximum wins; a NaN wins over any number (as PyTorch)
+                if arg < 0 or v > best or (math.isnan(v) and not math.isnan(best)):
+                    best = v
+                    arg = iy * W + ix
+        out[n, c, oy, ox] = best
+        argmax[n, c, oy, ox] = arg
+
+
+@cuda.jit(device=True, inline=True)
+def _window_range(pos, pad, k, s, n_out):
+    """Output indices [lo, hi) whose window (start o*s - pad, length k) covers pos."""
+    t = pos + pad  # o*s <= t <= o*s + k - 1
+    lo = 0
+    if t - k + 1 > 0:
+        lo = (t - k + 1 + s - 1) // s
+    hi = t // s + 1
+    if hi > n_out:
+        hi = n_out
+    return lo, hi
+
+
+@cuda.jit
+def _maxpool2d_backward_kernel(dy, argmax, kh, kw, sh, sw, ph, pw, dx):
+    # dy, argmax: (N, C, H', W'); dx: (N, C, H, W) overwritten (gather: no atomics)
+    N, C, H, W = dx.shape
+    ho, wo = dy.shape[2], dy.shape[3]
+    for idx in range(cuda.grid(1), N * C * H * W, cuda.gridsize(1)):
+        xx = idx % W
+        r = idx // W
+        yy = r % H
+        r //= H
+        c = r % C
+        n = r // C
+        me = yy * W + xx
+        oy0, oy1 = _window_range(yy, ph, kh, sh, ho)
+        ox0, ox1 = _window_range(xx, pw, kw, sw, wo)
+        acc = dx.dtype.type(0)
+        for oy in range(oy0, oy1):
+            for ox in range(ox0, ox1):
+                if argmax[n, c, oy, ox] == me:
+                    acc += dy[n, c, oy, ox]
+        dx[n, c, yy, xx] = acc
+
+
+@cuda.jit
+def _avgpool2d_forward_kernel(x, kh, kw, sh, sw, ph, pw, out):
+    # x: (N, C, H, W); out: (N, C, H', W'); padding counts as zeros, divisor kh*kw
+    N, C, ho, wo = out.shape
+    H, W = x.shape[2], x.shape[3]
+    scale = 1.0 / (kh * kw)
+    for idx in range(cuda.grid(1), N * C * ho * wo, cuda.gridsize(1)):
+        ox = idx % wo
+        r = idx // wo
+        oy = r % ho
+        r //= ho
+        c = r % C
+        n = r // C
+        y0 = oy * sh - ph
+        x0 = ox * sw - pw
+        s = 0.0
+        for i in range(kh):
+            iy = y0 + i
+            if iy < 0 or iy >= H:
+                continue
+            for j in range(kw):
+                ix = x0 + j
+                if 0 <= ix < W:
+                    s += x[n, c, iy, ix]
+        out[n, c, oy, ox] = s * scale
+
+
+@cuda.jit
+def _avgpool2d_backward_kernel(dy, kh, kw, sh, sw, ph, pw, dx):
+    # dy: (N, C, H', W'); dx: (N, C, H, W) overwritten
+    N, C, H, W = dx.shape
+    ho, wo = dy.shape[2], dy.shape[3]
+    scale = 1.0 / (kh * kw)
+    for idx in range(cuda.grid(1), N * C * H * W, cuda.gridsize(1)):
+        xx = idx % W
+        r = idx // W
+        yy = r % H
+        r //= H
+        c = r % C
+        n = r // C
+        oy0, oy1 = _window_range(yy, ph, kh, sh, ho)
+        ox0, ox1 = _window_range(xx, pw, kw, sw, wo)
+        acc = dx.dtype.type(0)
+        for oy in range(oy0, oy1):
+            for ox in range(ox0, ox1):
+                acc += dy[n, c, oy, ox] * scale
+        dx[n, c, yy, xx] = acc
+
+
+def maxpool2d_forward(x, kh, kw, sh, sw, ph, pw, out, argmax) -> None:
+    """Max over each window (the CPU kernel's arguments; device arrays)."""
+    blocks, tpb = grid_1d(out.size)
+    _maxpool2d_forward_kernel[blocks, tpb](x, kh, kw, sh, sw, ph, pw, out, argmax)
+
+
+def maxpool2d_backward(dy, argmax, dx, kh, kw, sh, sw, ph, pw) -> None:
+    """dx = each output gradient at its window's argmax, summed (overwritten).
+
+    The CPU kernel scatters and so needs no window geometry; the gather here
+    does (the windows that may hold a pixel), hence the extra arguments."""
+    blocks, tpb = grid_1d(dx.size)
+    _maxpool2d_backward_kernel[blocks, tpb](dy, argmax, kh, kw, sh, sw, ph, pw, dx)
+
+
+def avgpool2d_forward(x, kh, kw, sh, sw, ph, pw, out) -> None:
+    """Mean over each window, padding counted as zeros (the CPU kernel's arguments)."""
+    blocks, tpb = grid_1d(out.size)
+    _avgpool2d_forward_kernel[blocks, tpb](x, kh, kw, sh, sw, ph, pw, out)
+
+
+def avgpool2d_backward(dy, kh, kw, sh, sw, ph, pw, dx) -> None:
+    """dx = dy / (kh*kw) spread over each window (overwritten)."""
+    blocks, tpb = grid_1d(dx.size)
+    _avgpool2d_backward_kernel[blocks, tpb](dy, kh, kw, sh, sw, ph, pw, dx)
+
+
+@cuda.jit
+def _global_avgpool_forward_kernel(x, out):
+    # x: (N, C, P); out: (N, C) = mean over P
+    N, C, P = x.shape
+    for idx in range(cuda.grid(1), N * C, cuda.gridsize(1)):
+        c = idx % C
+        n = idx // C
+        acc = out.dtype.type(0)
+        for p in range(P):
+            acc += x[n, c, p]
+        out[n, c] = acc / P
+
+
+@cuda.jit
+def _global_avgpool_backward_kernel(dy, scale, dx):
+    # dy: (N, C); dx: (N, C, P) = dy * scale (scale in dx's dtype)
+    N, C, P = dx.shape
+    for idx in range(cuda.grid(1), N * C * P, cuda.gridsize(1)):
+        r = idx // P
+        dx[r // C, r % C, idx % P] = dy[r // C, r % C] * scale
+
+
+def global_avgpool2d_forward(x, out) -> None:
+    """out (N, C) = x (N, C, H, W) averaged over height and width."""
+    N, C = x.shape[0], x.shape[1]
+    blocks, tpb = grid_1d(N * C)
+    _global_avgpool_forward_kernel[blocks, tpb](x.reshape(N, C, x.size // (N * C)), out)
+
+
+def global_avgpool2d_backward(dy, dx) -> None:
+    """dx (N, C, H, W) = dy (N, C) / (H*W) at every pixel (overwritten)."""
+    N, C = dx.shape[0], dx.shape[1]
+    P = dx.size // (N * C)
+    blocks, tpb = grid_1d(dx.size)
+    _global_avgpool_backward_kernel[blocks, tpb](dy, dx.dtype.type(1.0 / P), dx.reshape(N, C, P))
