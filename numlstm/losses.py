@@ -24,6 +24,7 @@ import numbers
 
 import numpy as np
 
+from numlstm import backend
 from numlstm._validation import FLOAT_DTYPES, as_array, check_float, check_int
 
 __all__ = ["BCEWithLogitsLoss", "CrossEntropyLoss", "Loss", "MSELoss", "get_loss"]
@@ -32,6 +33,14 @@ _REDUCTIONS = ("mean", "sum", "none")
 
 
 def _check_pred(pred, name: str = "pred") -> np.ndarray:
+    if backend.is_device_array(pred):
+        if np.dtype(pred.dtype) not in FLOAT_DTYPES:
+            raise TypeError(f"{name}: expected dtype float32 or float64, got {pred.dtype}")
+        if pred.size == 0:
+            raise ValueError(f"{name}: expected a non-empty array, got shape {pred.shape}")
+        if not pred.is_c_contiguous():
+            raise ValueError(f"{name}: expected a C-contiguous device array, got a strided view; copy it first")
+        return pred
     pred = as_array(pred, name)
     if pred.dtype not in FLOAT_DTYPES:
         hint = f": use {name}.astype(np.float32)" if pred.dtype.kind in "iub" else ""
@@ -43,6 +52,8 @@ def _check_pred(pred, name: str = "pred") -> np.ndarray:
 
 def _check_float_target(target, pred: np.ndarray, name: str = "target") -> np.ndarray:
     """A float array of pred's shape and dtype."""
+    if backend.is_device_array(target):
+        target = target.copy_to_host()  # values are checked on the host
     if not isinstance(target, np.ndarray):
         if isinstance(target, (list, tuple, numbers.Real)) or hasattr(target, "__array__"):
             try:
@@ -102,7 +113,7 @@ class Loss:
             if dout is None:
                 dout = np.ones(loss_shape, dtype)
             else:
-                if not isinstance(dout, np.ndarray):
+                if not isinstance(dout, np.ndarray) and not backend.is_device_array(dout):
                     raise TypeError(
                         f"dout: expected a numpy array of shape {loss_shape} (reduction='none'), got {type(dout).__name__}"
                     )
@@ -121,6 +132,28 @@ class Loss:
 
     def _backward(self, dout) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _reduce_cuda(self, per_elem, count=None):
+        """``_reduce`` of a device array: the sum on the device, one scalar back."""
+        if self.reduction == "none":
+            return per_elem
+        total = backend.cuda_kernels().elementwise.total(per_elem)
+        if self.reduction == "sum":
+            return float(total)
+        n = per_elem.size if count is None else count
+        return float(total / per_elem.dtype.type(n)) if n else float("nan")
+
+    def _dout_cuda(self, dout, dtype):
+        """(k, rows, use_rows) for the gradient kernels: a dtype scalar, or the
+        upstream array on the device (reduction "none")."""
+        t = np.dtype(dtype).type
+        if self.reduction == "none":
+            return t(0), backend.to_device(dout, "cuda"), True
+        k = t(dout)
+        if self.reduction == "mean":
+            count = self._cache["count"] if "count" in self._cache else self._cache["size"]
+            k = k / t(count) if count else t(0)
+        return k, backend.empty(1, dtype, "cuda"), False
 
     def _reduce(self, per_elem: np.ndarray, count=None):
         if self.reduction == "none":
@@ -147,12 +180,34 @@ class MSELoss(Loss):
         """pred: (...) float; target: (...) same shape and dtype. Returns a float, or (...) for "none"."""
         pred = _check_pred(pred)
         target = _check_float_target(target, pred)
+        if backend.is_device_array(pred):
+            ew = backend.cuda_kernels().elementwise
+            diff = backend.empty(pred.shape, pred.dtype, "cuda")
+            ew.subtract(pred, backend.to_device(target, "cuda"), diff)
+            per = backend.empty(pred.shape, pred.dtype, "cuda")
+            ew.multiply(diff, diff, per)
+            dt = np.dtype(pred.dtype)
+            self._cache = {"dtype": dt, "loss_shape": pred.shape, "diff": diff, "device": True, "size": pred.size}
+            return self._reduce_cuda(per)
         diff = pred - target
         self._cache = {"dtype": pred.dtype, "loss_shape": pred.shape, "diff": diff}
         return self._reduce(diff * diff)
 
     def _backward(self, dout):
         diff = self._cache["diff"]
+        if self._cache.get("device"):
+            ew = backend.cuda_kernels().elementwise
+            t = self._cache["dtype"].type
+            grad = backend.empty(diff.shape, diff.dtype, "cuda")
+            if self.reduction == "none":
+                ew.scale(diff, t(2), grad)
+                ew.multiply(grad, backend.to_device(dout, "cuda"), grad)
+                return grad
+            scale = t(2) * t(dout)
+            if self.reduction == "mean":
+                scale = scale / t(diff.size)
+            ew.scale(diff, scale, grad)
+            return grad
         t = diff.dtype.type
         if self.reduction == "none":
             return t(2) * diff * dout
@@ -203,8 +258,10 @@ class CrossEntropyLoss(Loss):
             raise ValueError(
                 f"pred: expected logits of shape (N, C) or (N, T, C) (classes on the last axis), got shape {pred.shape}"
             )
-        C = pred.shape[-1]
-        lead = pred.shape[:-1]
+        C = tuple(pred.shape)[-1]  # tuple(): the simulator's device shapes refuse negative indices
+        lead = tuple(pred.shape)[:-1]
+        if backend.is_device_array(target):
+            target = target.copy_to_host()  # labels are checked on the host
         if not isinstance(target, np.ndarray):
             if isinstance(target, (list, tuple)) or hasattr(target, "__array__"):
                 try:
@@ -230,6 +287,8 @@ class CrossEntropyLoss(Loss):
                 f"target: expected class labels in [0, {C}) or ignore_index={self.ignore_index}, "
                 f"got {labels[k]} at index {tuple(int(i) for i in where)}"
             )
+        if backend.is_device_array(pred):
+            return self._forward_cuda(pred, labels, valid, lead)
         dt = pred.dtype
         t = dt.type
         z = pred.reshape(-1, C)
@@ -259,8 +318,44 @@ class CrossEntropyLoss(Loss):
         }
         return self._reduce(per.reshape(lead), count)
 
+    def _forward_cuda(self, pred, labels, valid, lead):
+        """The forward pass on device logits (labels checked on the host, copied once)."""
+        kl = backend.cuda_kernels().losses
+        dt = np.dtype(pred.dtype)
+        C = tuple(pred.shape)[-1]
+        M = labels.size
+        safe = backend.to_device(np.where(valid, labels, 0), "cuda")
+        valid_d = backend.to_device(valid.astype(np.uint8), "cuda")
+        prob = backend.empty((M, C), dt, "cuda")
+        per = backend.empty(M, dt, "cuda")
+        kl.cross_entropy_forward(pred.reshape(M, C), safe, valid_d, dt.type(self.label_smoothing), prob, per)
+        count = int(valid.sum())
+        self._cache = {
+            "dtype": dt,
+            "loss_shape": lead,
+            "prob": prob,
+            "labels": safe,
+            "valid": valid_d,
+            "count": count,
+            "shape": tuple(pred.shape),
+            "device": True,
+        }
+        return self._reduce_cuda(per.reshape(lead), count)
+
     def _backward(self, dout):
         c = self._cache
+        if c.get("device"):
+            t = c["dtype"].type
+            eps = self.label_smoothing
+            k, rows, use_rows = self._dout_cuda(dout, c["dtype"])
+            if use_rows:
+                rows = rows.reshape(rows.size)
+            grad = backend.empty(c["prob"].shape, c["dtype"], "cuda")
+            backend.cuda_kernels().losses.cross_entropy_backward(
+                c["prob"], c["labels"], c["valid"], t(1 - eps), t(eps) / t(c["prob"].shape[1]) if eps > 0 else t(0),
+                k, rows, use_rows, grad,
+            )  # fmt: skip
+            return grad.reshape(c["shape"])
         prob, labels, valid = c["prob"], c["labels"], c["valid"]
         M, C = prob.shape
         t = prob.dtype.type
@@ -337,7 +432,7 @@ class BCEWithLogitsLoss(Loss):
                 f"target: expected values in [0, 1], got {y.reshape(-1)[k]} "
                 f"at index {tuple(int(i) for i in np.unravel_index(k, y.shape))}"
             )
-        dt = z.dtype
+        dt = np.dtype(z.dtype)
         t = dt.type
         one = t(1)
         w = None
@@ -352,6 +447,8 @@ class BCEWithLogitsLoss(Loss):
             if np.broadcast_shapes(self.pos_weight.shape, z.shape) != z.shape:
                 raise ValueError(f"pos_weight: shape {self.pos_weight.shape} would broadcast pred's {z.shape} to a larger shape")
             w = one + (self.pos_weight.astype(dt) - one) * y
+        if backend.is_device_array(z):
+            return self._forward_cuda(z, y, w)
         e = np.exp(-np.abs(z))  # in (0, 1]: never overflows
         softplus_neg = np.maximum(-z, t(0)) + np.log1p(e)  # log(1 + exp(-z))
         # sigmoid(-z) = 1 / (1 + exp(z)), from e = exp(-|z|) without overflow
@@ -363,8 +460,35 @@ class BCEWithLogitsLoss(Loss):
         self._cache = {"dtype": dt, "loss_shape": z.shape, "y": y, "w": w, "sig_neg": sig_neg}
         return self._reduce(per.astype(dt, copy=False))
 
+    def _forward_cuda(self, z, y, w):
+        """The forward pass on device logits (targets checked on the host, copied once)."""
+        dt = np.dtype(z.dtype)
+        y_d = backend.to_device(y, "cuda")
+        w_d = y_d if w is None else backend.to_device(np.ascontiguousarray(w, dtype=dt), "cuda")
+        per = backend.empty(z.shape, dt, "cuda")
+        sig_neg = backend.empty(z.shape, dt, "cuda")
+        backend.cuda_kernels().losses.bce_forward(z, y_d, w_d, w is not None, per, sig_neg)
+        self._cache = {
+            "dtype": dt,
+            "loss_shape": tuple(z.shape),
+            "y": y_d,
+            "w": w_d,
+            "use_w": w is not None,
+            "sig_neg": sig_neg,
+            "device": True,
+            "size": z.size,
+        }
+        return self._reduce_cuda(per)
+
     def _backward(self, dout):
         c = self._cache
+        if c.get("device"):
+            k, rows, use_rows = self._dout_cuda(dout, c["dtype"])
+            if not use_rows:
+                rows = c["y"]  # not read
+            grad = backend.empty(c["loss_shape"], c["dtype"], "cuda")
+            backend.cuda_kernels().losses.bce_backward(c["y"], c["w"], c["use_w"], c["sig_neg"], k, rows, use_rows, grad)
+            return grad
         y, w, sig_neg = c["y"], c["w"], c["sig_neg"]
         t = c["dtype"].type
         one = t(1)

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
+from numlstm import backend
 from numlstm._validation import FLOAT_DTYPES, check_bool, check_float, check_int
 from numlstm.kernels.cpu.optim import adam_update, rmsprop_update, sgd_update
 from numlstm.parameter import Parameter
@@ -72,7 +73,7 @@ def _check_params(params, name: str = "params") -> list[Parameter]:
     for i, p in enumerate(params):
         for j in range(i):
             q = params[j]
-            if p is q or p.data is q.data or np.shares_memory(p.data, q.data):
+            if p is q or p.data is q.data or _shares_memory(p.data, q.data):
                 raise ValueError(
                     f"{name}: parameter {i} ({p.name!r}) shares its data with parameter {j} ({q.name!r}); "
                     f"pass every parameter once"
@@ -80,8 +81,42 @@ def _check_params(params, name: str = "params") -> list[Parameter]:
     return params
 
 
+def _shares_memory(a, b) -> bool:
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return np.shares_memory(a, b)
+    if backend.is_device_array(a) and backend.is_device_array(b):
+        pa, pb = _device_pointer(a), _device_pointer(b)
+        return pa is not None and pa == pb
+    return False
+
+
+def _device_pointer(a):
+    """Start address of a device array (None on the simulator, where identity is the test)."""
+    iface = getattr(a, "__cuda_array_interface__", None)
+    return None if iface is None else iface["data"][0]
+
+
+def _check_device_param(p: Parameter, where: str) -> None:
+    d, g = p.data, p.grad
+    if not backend.is_device_array(g):
+        raise TypeError(
+            f"{where}: grad: expected a device array like data (move the layer with .to('cuda')), got {type(g).__name__}"
+        )
+    if np.dtype(d.dtype) not in FLOAT_DTYPES:
+        raise TypeError(f"{where}: data: expected dtype float32 or float64, got {d.dtype}")
+    if tuple(g.shape) != tuple(d.shape):
+        raise ValueError(f"{where}: grad: expected the shape of data {tuple(d.shape)}, got {tuple(g.shape)}")
+    if g.dtype != d.dtype:
+        raise TypeError(f"{where}: grad: expected the dtype of data ({d.dtype}), got {g.dtype}")
+    if not d.is_c_contiguous() or not g.is_c_contiguous():
+        raise ValueError(f"{where}: data and grad: expected C-contiguous device arrays (updated in place), got a strided view")
+
+
 def _check_param(p: Parameter, where: str) -> None:
     d, g = p.data, p.grad
+    if backend.is_device_array(d):
+        _check_device_param(p, where)
+        return
     if not isinstance(d, np.ndarray):
         raise TypeError(f"{where}: data: expected a numpy array, got {type(d).__name__}")
     if not isinstance(g, np.ndarray):
@@ -100,6 +135,8 @@ def _check_param(p: Parameter, where: str) -> None:
 
 def _flat(a: np.ndarray) -> np.ndarray:
     """A 1-d view of a C-contiguous array (a contiguous copy for a read-only strided grad)."""
+    if not isinstance(a, np.ndarray):
+        return a.reshape(a.size)  # a C-contiguous device array (checked)
     return a.reshape(-1) if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(-1)
 
 
@@ -175,9 +212,24 @@ class Optimizer:
 
     # -- the training loop -------------------------------------------------------------------------
     def zero_grad(self) -> None:
-        """Set every parameter's gradient to 0 (in place)."""
+        """Set every parameter's gradient to 0 (in place, on its device)."""
         for p in self.params:
-            p.grad.fill(0)
+            if isinstance(p.grad, np.ndarray):
+                p.grad.fill(0)
+            else:
+                backend.cuda_kernels().elementwise.fill(p.grad, 0.0)
+
+    def to(self, device: str) -> Optimizer:
+        """Move the state buffers to ``device`` (``"cpu"`` or ``"cuda"``); returns self.
+
+        Not needed for training (``step()`` moves a buffer to its parameter's
+        device when they differ), but it moves them now, e.g. after
+        ``model.to(device)`` and before timing."""
+        device = backend.check_device(device)
+        for st in self.state:
+            for b in list(st):
+                st[b] = backend.to_device(st[b], device)
+        return self
 
     def step(self) -> None:
         """Update every parameter from its current gradient (in place)."""
@@ -186,8 +238,11 @@ class Optimizer:
         for i, (p, st) in enumerate(zip(self.params, self.state, strict=True)):
             where = f"params[{i}] ({p.name!r})"
             _check_param(p, where)
-            for b, buf in st.items():
-                if buf.shape != p.data.shape or buf.dtype != p.data.dtype:
+            on_device = not isinstance(p.data, np.ndarray)
+            for b, buf in list(st.items()):
+                if on_device != (not isinstance(buf, np.ndarray)):  # the parameter moved: its state follows
+                    buf = st[b] = backend.to_device(buf, "cuda" if on_device else "cpu")
+                if tuple(buf.shape) != tuple(p.data.shape) or buf.dtype != p.data.dtype:
                     raise ValueError(
                         f"{where}: data changed to shape {p.data.shape}, dtype {p.data.dtype} after the optimizer's "
                         f"first step (its {b} has shape {buf.shape}, dtype {buf.dtype}); build a new optimizer"
@@ -227,7 +282,7 @@ class Optimizer:
         d["param_names"] = np.array([p.name for p in self.params], dtype=str)
         for i, st in enumerate(self.state):
             for b, buf in st.items():
-                d[f"state.{i}.{b}"] = buf.copy()
+                d[f"state.{i}.{b}"] = buf.copy() if isinstance(buf, np.ndarray) else backend.to_numpy(buf)
         return d
 
     def load_state_dict(self, state_dict) -> None:
@@ -277,8 +332,8 @@ class Optimizer:
             v = state_dict[key]
             if not isinstance(v, np.ndarray):
                 raise TypeError(f"state_dict[{key!r}]: expected a numpy array, got {type(v).__name__}")
-            if v.shape != p.data.shape:
-                raise ValueError(f"state_dict[{key!r}]: expected shape {p.data.shape}, got {v.shape}")
+            if v.shape != tuple(p.data.shape):
+                raise ValueError(f"state_dict[{key!r}]: expected shape {tuple(p.data.shape)}, got {v.shape}")
             if v.dtype != p.data.dtype:
                 raise TypeError(f"state_dict[{key!r}]: expected dtype {p.data.dtype}, got {v.dtype}")
             state[int(i)][b] = np.array(v, order="C", copy=True)
@@ -303,11 +358,40 @@ _EMPTY = {dt: np.empty(0, dt) for dt in FLOAT_DTYPES}
 
 
 def _buffer(st: dict, name: str, p: Parameter) -> np.ndarray:
-    """State buffer ``name``, created as zeros on first use."""
+    """State buffer ``name``, created as zeros on first use (on the parameter's device)."""
     buf = st.get(name)
     if buf is None:
-        buf = st[name] = np.zeros_like(p.data)
+        if isinstance(p.data, np.ndarray):
+            buf = st[name] = np.zeros_like(p.data)
+        else:
+            buf = st[name] = backend.zeros(p.data.shape, p.data.dtype, "cuda")
     return buf
+
+
+def _empty_like(p: Parameter):
+    if isinstance(p.data, np.ndarray):
+        return np.empty_like(p.data)
+    return backend.empty(p.data.shape, p.data.dtype, "cuda")
+
+
+def _unused(p: Parameter):
+    """A stand-in for a buffer the kernel does not touch, on the parameter's device."""
+    if isinstance(p.data, np.ndarray):
+        return _EMPTY[p.data.dtype]
+    return backend.empty(0, p.data.dtype, "cuda")
+
+
+def _kernels(p: Parameter):
+    """The update kernels for the parameter's device."""
+    if isinstance(p.data, np.ndarray):
+        return _CPU_KERNELS
+    return backend.cuda_kernels().optim
+
+
+class _CPU_KERNELS:  # noqa: N801 - a namespace with the cuda module's names
+    sgd_update = staticmethod(sgd_update)
+    adam_update = staticmethod(adam_update)
+    rmsprop_update = staticmethod(rmsprop_update)
 
 
 def _scalar(v):
@@ -362,13 +446,13 @@ class SGD(Optimizer):
             buf = st.get("momentum_buffer")
             if buf is None:  # PyTorch: the buffer starts as the first gradient
                 first = True
-                buf = st["momentum_buffer"] = np.empty_like(p.data)
+                buf = st["momentum_buffer"] = _empty_like(p)
         else:
-            buf = _EMPTY[p.data.dtype]
-        sgd_update(
+            buf = _unused(p)
+        _kernels(p).sgd_update(
             _flat(p.data),
             _flat(p.grad),
-            buf.reshape(-1),
+            _flat(buf),
             t(self.lr),
             t(self.momentum),
             t(self.weight_decay),
@@ -432,11 +516,11 @@ class Adam(Optimizer):
             l2, decay = 0.0, 1 - lr * wd
         else:
             l2, decay = wd, 1.0
-        adam_update(
+        _kernels(p).adam_update(
             _flat(p.data),
             _flat(p.grad),
-            _buffer(st, "exp_avg", p).reshape(-1),
-            _buffer(st, "exp_avg_sq", p).reshape(-1),
+            _flat(_buffer(st, "exp_avg", p)),
+            _flat(_buffer(st, "exp_avg_sq", p)),
             w1,
             t(1) - w1,
             t(beta2),
@@ -516,11 +600,11 @@ class RMSprop(Optimizer):
 
     def _update(self, p: Parameter, st: dict) -> None:
         t = p.data.dtype.type
-        rmsprop_update(
+        _kernels(p).rmsprop_update(
             _flat(p.data),
             _flat(p.grad),
-            _buffer(st, "square_avg", p).reshape(-1),
-            _buffer(st, "momentum_buffer", p).reshape(-1) if self.momentum > 0 else _EMPTY[p.data.dtype],
+            _flat(_buffer(st, "square_avg", p)),
+            _flat(_buffer(st, "momentum_buffer", p)) if self.momentum > 0 else _unused(p),
             t(self.lr),
             t(self.alpha),
             t(1 - self.alpha),
@@ -573,12 +657,20 @@ def clip_grad_norm(params, max_norm: float, norm_type: float = 2.0) -> float:
     for i, p in enumerate(params):
         if not isinstance(p, Parameter):
             raise TypeError(f"params[{i}]: expected a numlstm.Parameter, got {type(p).__name__}")
-        if not isinstance(p.grad, np.ndarray) or p.grad.dtype not in FLOAT_DTYPES:
+        if backend.is_device_array(p.grad):
+            if np.dtype(p.grad.dtype) not in FLOAT_DTYPES:
+                raise TypeError(f"params[{i}] ({p.name!r}): grad: expected a float32 or float64 array")
+        elif not isinstance(p.grad, np.ndarray) or p.grad.dtype not in FLOAT_DTYPES:
             raise TypeError(f"params[{i}] ({p.name!r}): grad: expected a float32 or float64 numpy array")
     max_norm = check_float(max_norm, "max_norm", low=0.0)
     norm_type = _check_norm_type(norm_type)
     if not params:
         return 0.0
+    on_device = [backend.is_device_array(p.grad) for p in params]
+    if any(on_device):
+        if not all(on_device):
+            raise ValueError("params: expected gradients all on the CPU or all on the GPU, got a mix; move the model with .to()")
+        return _clip_grad_norm_cuda(params, max_norm, norm_type)
     if norm_type == math.inf:
         norms = [np.max(np.abs(p.grad)) if p.grad.size else p.grad.dtype.type(0) for p in params]
         total = float(np.max(np.asarray(norms)))
@@ -591,6 +683,41 @@ def clip_grad_norm(params, max_norm: float, norm_type: float = 2.0) -> float:
     if coef < 1.0:
         for p in params:
             p.grad *= p.grad.dtype.type(coef)
+    return total
+
+
+def _clip_grad_norm_cuda(params, max_norm: float, norm_type: float) -> float:
+    """``clip_grad_norm`` on device gradients: one reduction per parameter into
+    one device array, ONE transfer of those per-parameter values, the total on
+    the host, and the scaling on the device."""
+    ew = backend.cuda_kernels().elementwise
+    n = len(params)
+    parts = {}
+    for i, p in enumerate(params):
+        dt = np.dtype(p.grad.dtype)
+        out = parts.setdefault(dt, backend.zeros(n, dt, "cuda"))
+        if p.grad.size == 0:
+            continue
+        if norm_type == math.inf:
+            ew.reduce_into(p.grad, out, i, ew.MAX_ABS)
+        elif norm_type == 2.0:
+            ew.reduce_into(p.grad, out, i, ew.SUM_SQUARES)
+        else:
+            ew.reduce_into(p.grad, out, i, ew.SUM_ABS_POW, norm_type)
+    host = {dt: backend.to_numpy(a) for dt, a in parts.items()}
+    vals = [host[np.dtype(p.grad.dtype)][i] for i, p in enumerate(params)]
+    if norm_type == math.inf:
+        total = float(np.max(np.asarray(vals)))
+    else:
+        # per-parameter norms (as the CPU path), then the norm of the norms
+        norms = [v ** (1.0 / norm_type) if norm_type != 2.0 else np.sqrt(v) for v in vals]
+        total = float(np.linalg.norm(np.asarray(norms), ord=norm_type))
+    if not math.isfinite(total):
+        return total
+    coef = max_norm / (total + 1e-6)
+    if coef < 1.0:
+        for p in params:
+            ew.scale(p.grad, coef, p.grad)
     return total
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from numlstm import backend
 from numlstm._validation import check_float, check_int
 from numlstm.callbacks import Callback
 
@@ -94,9 +95,16 @@ class Trainer:
     seed : int or None
         Seeds the shuffling; with the model's own seed, the same data and the
         same thread count, training is reproducible bit for bit.
+    device : "cpu", "cuda" or None
+        Where to train: the model and the optimizer state are moved there
+        (``model.to(device)``, ``optimizer.to(device)``). None keeps the
+        model's device. On ``"cuda"`` the whole step stays on the GPU: one
+        host-to-device copy of each batch (inputs and targets), one scalar
+        back for the loss and one small array back for the accuracy;
+        ``predict`` returns host arrays.
     """
 
-    def __init__(self, model, loss, optimizer, clip_norm=None, metrics=("accuracy",), callbacks=(), seed=None):
+    def __init__(self, model, loss, optimizer, clip_norm=None, metrics=("accuracy",), callbacks=(), seed=None, device=None):
         from numlstm.losses import get_loss
 
         for attr in ("forward", "backward", "parameters", "train", "eval"):
@@ -124,9 +132,19 @@ class Trainer:
         if seed is not None:
             seed = check_int(seed, "seed", 0)
         self.rng = np.random.default_rng(seed)
+        if device is not None:
+            device = backend.check_device(device)
+            model.to(device)
+            if callable(getattr(optimizer, "to", None)):
+                optimizer.to(device)
         self.epoch = 0
         self.history = History()
         self.stop_training = False
+
+    @property
+    def device(self) -> str:
+        """Where the model lives (``"cpu"`` or ``"cuda"``): the step runs there."""
+        return getattr(self.model, "device", "cpu")
 
     # -- data ----------------------------------------------------------------------
     @staticmethod
@@ -170,9 +188,17 @@ class Trainer:
     # -- metrics -----------------------------------------------------------------------
     def _metric_counts(self, pred, yb) -> dict[str, tuple[float, int]]:
         out = {}
-        if "accuracy" in self.metrics and yb is not None and yb.dtype.kind in "iu" and pred.shape[:-1] == yb.shape:
+        shape = tuple(pred.shape)
+        if "accuracy" in self.metrics and yb is not None and yb.dtype.kind in "iu" and shape[:-1] == yb.shape:
             valid = yb != getattr(self.loss, "ignore_index", -100)
-            correct = (np.argmax(pred, axis=-1) == yb) & valid
+            if backend.is_device_array(pred):
+                # the class of each row on the device, one small transfer back
+                cls = backend.empty(int(np.prod(shape[:-1], dtype=np.int64)), np.int64, "cuda")
+                backend.cuda_kernels().elementwise.argmax_rows(pred.reshape(cls.size, shape[-1]), cls)
+                predicted = cls.copy_to_host().reshape(yb.shape)
+            else:
+                predicted = np.argmax(pred, axis=-1)
+            correct = (predicted == yb) & valid
             out["accuracy"] = (float(correct.sum()), int(valid.sum()))
         return out
 
@@ -185,6 +211,8 @@ class Trainer:
         or infinite loss is returned WITHOUT backward or update."""
         self.model.train()
         self.optimizer.zero_grad()
+        if self.device != "cpu":
+            xb = backend.to_device(xb, self.device)  # one host-to-device copy of the batch
         pred = self.model.forward(xb)
         loss = float(self.loss.forward(pred, yb))
         if not math.isfinite(loss):
@@ -315,7 +343,7 @@ class Trainer:
         self.model.eval()
         loss_sum, n_seen, counts = 0.0, 0, {}
         for xb, yb in self._batches(x, y, batch_size, shuffle=False):
-            pred = self.model.forward(xb)
+            pred = self.model.forward(xb if self.device == "cpu" else backend.to_device(xb, self.device))
             n = xb.shape[0]
             loss_sum += float(self.loss.forward(pred, yb)) * n
             n_seen += n
@@ -334,7 +362,7 @@ class Trainer:
         batch_size = check_int(batch_size, "batch_size", 1)
         x, _ = self._check_xy(x, None)
         self.model.eval()
-        outs = [self.model.forward(x[s : s + batch_size]) for s in range(0, x.shape[0], batch_size)]
+        outs = [backend.to_numpy(self.model.forward(x[s : s + batch_size])) for s in range(0, x.shape[0], batch_size)]
         return np.concatenate(outs, axis=0)
 
     # -- checkpoints ---------------------------------------------------------------------

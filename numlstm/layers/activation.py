@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from numlstm import backend
 from numlstm._validation import FLOAT_DTYPES, as_array, check_array, check_float, check_int
 from numlstm.layers.base import Layer
 
@@ -35,6 +36,7 @@ class _Stateless(Layer):
     cache in training mode only and checks ``dy`` against the last output.
     """
 
+    cuda_support = True
     #: minimal rank of the input and the name of its axes, for messages
     _min_ndim = 1
     _axes = "(batch, ...)"
@@ -66,8 +68,12 @@ class _Stateless(Layer):
 
     def forward(self, x) -> np.ndarray:
         """Apply the layer to ``x`` (float32 or float64); the output has the same dtype."""
-        x = _float_input(x, "x", self._min_ndim, self._axes)
-        y, saved = self._forward(x)
+        if self.device != "cpu":
+            x = _device_input(x, "x", self._min_ndim, self._axes)
+            y, saved = self._forward_cuda(x)
+        else:
+            x = _float_input(x, "x", self._min_ndim, self._axes)
+            y, saved = self._forward(x)
         self._dtype = x.dtype
         self._cache = (saved, x.shape, y.shape) if self.training else None
         return y
@@ -79,6 +85,10 @@ class _Stateless(Layer):
                 "backward: no forward pass to differentiate; call forward(x) in training mode (layer.train()) before backward(dy)"
             )
         saved, x_shape, y_shape = self._cache
+        if self.device != "cpu":
+            dy = backend.device_input(dy, "dy", y_shape, self._dtype)
+            self._cache = None
+            return self._backward_cuda(dy, saved, x_shape)
         dy = check_array(dy, "dy", y_shape, self._dtype)
         self._cache = None
         return self._backward(dy, saved, x_shape)
@@ -89,6 +99,50 @@ class _Stateless(Layer):
     def _backward(self, dy, saved, x_shape):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    # the CUDA path: the same contract on device arrays (numlstm.kernels.cuda.activations)
+    def _forward_cuda(self, x):  # pragma: no cover - abstract
+        raise backend.no_cuda_path(self, "forward")
+
+    def _backward_cuda(self, dy, saved, x_shape):  # pragma: no cover - abstract
+        raise backend.no_cuda_path(self, "backward")
+
+
+def _device_input(x, name: str, min_ndim: int, axes: str):
+    """``_float_input`` for the CUDA path: a host array is checked and copied
+    once; a device array is checked (float, rank, non-empty, C-contiguous)."""
+    if not backend.is_device_array(x):
+        return backend.to_device(_float_input(x, name, min_ndim, axes), "cuda")
+    if x.ndim < min_ndim:
+        raise ValueError(f"{name}: expected an array of at least {min_ndim} dimensions {axes}, got shape {x.shape}")
+    if np.dtype(x.dtype) not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected dtype float32 or float64, got {x.dtype}")
+    for axis, n in enumerate(x.shape):
+        if n == 0:
+            raise ValueError(f"{name}: expected non-empty axes {axes}, got shape {x.shape} (axis {axis} is empty)")
+    if not x.is_c_contiguous():
+        raise ValueError(f"{name}: expected a C-contiguous device array, got a strided view; copy it first")
+    return x
+
+
+def _act(x, kind):
+    ka = backend.cuda_kernels().activations
+    y = backend.empty(x.shape, x.dtype, "cuda")
+    ka.activation_forward(x, y, kind)
+    return y
+
+
+def _act_backward(saved, dy, kind):
+    ka = backend.cuda_kernels().activations
+    dx = backend.empty(dy.shape, dy.dtype, "cuda")
+    ka.activation_backward(saved, dy, dx, kind)
+    return dx
+
+
+def _device_copy(a, shape):
+    out = backend.empty(shape, a.dtype, "cuda")
+    backend.cuda_kernels().elementwise.copy(a.reshape(shape), out)
+    return out
+
 
 class ReLU(_Stateless):
     """``y = max(x, 0)`` elementwise; any shape. The derivative at 0 is taken as 0 (as PyTorch)."""
@@ -98,6 +152,13 @@ class ReLU(_Stateless):
 
     def _backward(self, dy, mask, x_shape):
         return np.where(mask, dy, dy.dtype.type(0))
+
+    def _forward_cuda(self, x):
+        y = _act(x, 0)
+        return y, y  # y > 0 exactly where x > 0: the layer's own array, not the caller's
+
+    def _backward_cuda(self, dy, y, x_shape):
+        return _act_backward(y, dy, 0)
 
 
 class Tanh(_Stateless):
@@ -110,6 +171,13 @@ class Tanh(_Stateless):
     def _backward(self, dy, y, x_shape):
         return dy * (1 - y * y)
 
+    def _forward_cuda(self, x):
+        y = _act(x, 1)
+        return y, y
+
+    def _backward_cuda(self, dy, y, x_shape):
+        return _act_backward(y, dy, 1)
+
 
 class Sigmoid(_Stateless):
     """``y = 1 / (1 + exp(-x))`` elementwise (overflow-free form); any shape. ``dx = dy * y * (1 - y)``."""
@@ -121,6 +189,13 @@ class Sigmoid(_Stateless):
 
     def _backward(self, dy, y, x_shape):
         return dy * y * (1 - y)
+
+    def _forward_cuda(self, x):
+        y = _act(x, 2)
+        return y, y
+
+    def _backward_cuda(self, dy, y, x_shape):
+        return _act_backward(y, dy, 2)
 
 
 class Flatten(_Stateless):
@@ -155,6 +230,13 @@ class Flatten(_Stateless):
 
     def _backward(self, dy, saved, x_shape):
         return dy.reshape(x_shape).copy()
+
+    def _forward_cuda(self, x):
+        n = int(np.prod(x.shape[self.start_dim :], dtype=np.int64))
+        return _device_copy(x, tuple(x.shape[: self.start_dim]) + (n,)), None
+
+    def _backward_cuda(self, dy, saved, x_shape):
+        return _device_copy(dy, x_shape)
 
 
 class Dropout(_Stateless):
@@ -197,6 +279,24 @@ class Dropout(_Stateless):
     def _backward(self, dy, mask, x_shape):
         return dy.copy() if mask is None else dy * mask
 
+    def _forward_cuda(self, x):
+        if not self.training or self.p == 0.0:
+            return _device_copy(x, x.shape), None
+        dt = np.dtype(x.dtype)
+        keep = 1.0 - self.p
+        # drawn on the host from the layer's generator, as on the CPU: same seed, same masks
+        mask = backend.to_device((self._rng.random(x.shape) < keep).astype(dt) / dt.type(keep), "cuda")
+        y = backend.empty(x.shape, dt, "cuda")
+        backend.cuda_kernels().elementwise.multiply(x, mask, y)
+        return y, mask
+
+    def _backward_cuda(self, dy, mask, x_shape):
+        if mask is None:
+            return _device_copy(dy, dy.shape)
+        dx = backend.empty(dy.shape, dy.dtype, "cuda")
+        backend.cuda_kernels().elementwise.multiply(dy, mask, dx)
+        return dx
+
 
 class LastStep(_Stateless):
     """The last time step of a sequence: ``(B, T, F) -> (B, F)``.
@@ -219,4 +319,18 @@ class LastStep(_Stateless):
     def _backward(self, dy, saved, x_shape):
         dx = np.zeros(x_shape, dy.dtype)
         dx[:, -1] = dy
+        return dx
+
+    def _forward_cuda(self, x):
+        B, T = x.shape[0], x.shape[1]
+        F = int(np.prod(x.shape[2:], dtype=np.int64))
+        y = backend.empty((B,) + tuple(x.shape[2:]), x.dtype, "cuda")
+        backend.cuda_kernels().elementwise.copy_cols(x.reshape(B, T * F), (T - 1) * F, y.reshape(B, F), 0, F)
+        return y, None
+
+    def _backward_cuda(self, dy, saved, x_shape):
+        B, T = x_shape[0], x_shape[1]
+        F = int(np.prod(x_shape[2:], dtype=np.int64))
+        dx = backend.zeros(x_shape, dy.dtype, "cuda")
+        backend.cuda_kernels().elementwise.copy_cols(dy.reshape(B, F), 0, dx.reshape(B, T * F), (T - 1) * F, F)
         return dx

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from numlstm import backend
 from numlstm._validation import as_array, check_array, check_bool, check_dtype, check_int
 from numlstm.kernels.cpu.linalg import matmul_into, matmul_tn_add
 from numlstm.layers.base import Layer
@@ -50,6 +51,8 @@ class Dense(Layer):
         (out_features,): exactly PyTorch's ``nn.Linear`` names and shapes.
         Both start uniform in +-1/sqrt(in_features), as in PyTorch.
     """
+
+    cuda_support = True
 
     def __init__(
         self,
@@ -106,6 +109,8 @@ class Dense(Layer):
         -------
         y : ndarray (..., out_features)
         """
+        if self.device != "cpu":
+            return self._forward_cuda(x)
         shape = _leading_shape(x, "x", self.in_features)
         names = ("...",) * (len(shape) - 1) + ("in_features",)
         x_in = x
@@ -134,6 +139,8 @@ class Dense(Layer):
         -------
         dx : ndarray (..., in_features), the shape of the last input
         """
+        if self.device != "cpu":
+            return self._backward_cuda(dy)
         if self._cache is None:
             raise RuntimeError(
                 "backward: no forward pass to differentiate; call forward(x) in training mode (layer.train()) before backward(dy)"
@@ -147,4 +154,46 @@ class Dense(Layer):
         matmul_tn_add(dy2, x2, self.grads["weight"])
         if self.bias:
             self.grads["bias"] += dy2.sum(axis=0)
+        return dx2.reshape(*lead, self.in_features)
+
+    # -- the CUDA path (numlstm.kernels.cuda.dense; see docs/gpu.md) ---------------------------------
+    def _forward_cuda(self, x):
+        kd = backend.cuda_kernels().dense
+        given = backend.is_device_array(x)
+        if given:
+            if x.ndim == 0:
+                raise ValueError(f"x: expected an array of shape (..., {self.in_features}), got a 0-d array (a scalar)")
+            shape = (None,) * (x.ndim - 1) + (self.in_features,)
+        else:
+            shape = _leading_shape(x, "x", self.in_features)
+        names = ("...",) * (len(shape) - 1) + ("in_features",)
+        x = backend.device_input(x, "x", shape, self.dtype, names)
+        lead = tuple(x.shape[:-1])
+        N = int(np.prod(lead, dtype=np.int64))
+        x2 = x.reshape(N, self.in_features)  # x2: (N, I)
+        y2 = backend.empty((N, self.out_features), self.dtype, "cuda")  # y2: (N, O)
+        kd.dense_forward(x2, self.params["weight"], self.params.get("bias"), y2)
+        if self.training:
+            if given:  # backward reads x: keep a private copy, not the caller's array
+                own = backend.empty(x2.shape, self.dtype, "cuda")
+                backend.cuda_kernels().elementwise.copy(x2, own)
+                x2 = own
+            self._cache = (x2, lead)
+        else:
+            self._cache = None
+        return y2.reshape(*lead, self.out_features)
+
+    def _backward_cuda(self, dy):
+        if self._cache is None:
+            raise RuntimeError(
+                "backward: no forward pass to differentiate; call forward(x) in training mode (layer.train()) before backward(dy)"
+            )
+        x2, lead = self._cache
+        dy = backend.device_input(dy, "dy", lead + (self.out_features,), self.dtype)
+        self._cache = None
+        dy2 = dy.reshape(x2.shape[0], self.out_features)  # dy2: (N, O)
+        dx2 = backend.empty((x2.shape[0], self.in_features), self.dtype, "cuda")  # dx2: (N, I)
+        backend.cuda_kernels().dense.dense_backward(
+            x2, self.params["weight"], dy2, dx2, self.grads["weight"], self.grads.get("bias")
+        )
         return dx2.reshape(*lead, self.in_features)

@@ -174,49 +174,97 @@ def col_sum(a, out, accumulate: bool = False) -> None:
 
 _SUM_KERNELS: dict = {}
 
+#: reduction modes of ``reduce_into``
+SUM, SUM_SQUARES, SUM_ABS_POW, MAX_ABS = 0, 1, 2, 3
 
-def _make_sum(dtype: np.dtype):
+
+def _make_reduce(dtype: np.dtype):
     zero = dtype.type(0)
 
     @cuda.jit
-    def _sum_kernel(a, square, out, slot):
-        # one block: a: (n,) -> out[slot] = sum(a) (or sum(a * a))
+    def _reduce_kernel(a, mode, p, out, slot):
+        # one block: a: (n,) -> out[slot] = sum(a), sum(a*a), sum(|a|**p) or max(|a|)
         sh = cuda.shared.array(0, dtype)
         tid = cuda.threadIdx.x
         nt = cuda.blockDim.x
         s = zero
         for j in range(tid, a.shape[0], nt):
             v = a[j]
-            s += v * v if square else v
+            if mode == 0:
+                s += v
+            elif mode == 1:
+                s += v * v
+            elif mode == 2:
+                s += abs(v) ** p
+            else:
+                v = abs(v)
+                if v > s or v != v:
+                    s = v
         sh[tid] = s
         cuda.syncthreads()
         step = nt // 2
         while step > 0:
             if tid < step:
-                sh[tid] += sh[tid + step]
+                if mode == 3:
+                    v = sh[tid + step]
+                    if v > sh[tid] or v != v:
+                        sh[tid] = v
+                else:
+                    sh[tid] += sh[tid + step]
             cuda.syncthreads()
             step //= 2
         if tid == 0:
             out[slot] = sh[0]
 
-    return _sum_kernel
+    return _reduce_kernel
 
 
-def sum_into(a, out, slot: int = 0, square: bool = False) -> None:
-    """``out[slot] = a.sum()`` (``(a * a).sum()`` with ``square``) in one block
-    of ``config.REDUCE_THREADS`` threads (a power of two): a deterministic tree."""
+def reduce_into(a, out, slot: int = 0, mode: int = SUM, p: float = 2.0) -> None:
+    """``out[slot] = `` the reduction ``mode`` of ``a`` (SUM, SUM_SQUARES,
+    SUM_ABS_POW with exponent ``p``, MAX_ABS), in one block of
+    ``config.REDUCE_THREADS`` threads (a power of two): a deterministic tree."""
     dt = np.dtype(a.dtype)
     k = _SUM_KERNELS.get(dt)
     if k is None:
-        k = _SUM_KERNELS[dt] = _make_sum(dt)
+        k = _SUM_KERNELS[dt] = _make_reduce(dt)
     nt = int(config.REDUCE_THREADS)
-    k[1, nt, 0, nt * dt.itemsize](flat(a), bool(square), out, int(slot))
+    k[1, nt, 0, nt * dt.itemsize](flat(a), int(mode), dt.type(p), out, int(slot))
 
 
-def total(a) -> float:
-    """``float(a.sum())`` for a device array: the sum on the device, one scalar back."""
-    out = cuda.device_array(1, a.dtype)
+def total(a):
+    """``a.sum()`` of a device array as a numpy scalar of its dtype: the sum on the device, one scalar back."""
+    dt = np.dtype(a.dtype)
     if a.size == 0:
-        return 0.0
-    sum_into(a, out)
-    return float(out.copy_to_host()[0])
+        return dt.type(0)
+    out = cuda.device_array(1, dt)
+    reduce_into(a, out)
+    return out.copy_to_host()[0]
+
+
+# -- argmax (accuracy) -------------------------------------------------------------------------------
+
+
+@cuda.jit
+def _argmax_kernel(a, out):
+    # a: (M, C) -> out: (M,) int64, the first index of the maximum (NaN counts as the maximum, as np.argmax)
+    M, C = a.shape
+    for r in range(cuda.grid(1), M, cuda.gridsize(1)):
+        best = 0
+        m = a[r, 0]
+        if m == m:
+            for c in range(1, C):
+                v = a[r, c]
+                if v != v:
+                    best = c
+                    break
+                if v > m:
+                    m = v
+                    best = c
+        out[r] = best
+
+
+def argmax_rows(a, out) -> None:
+    """out[r] = argmax(a[r]) for a 2-d ``a`` (M, C); ``out`` (M,) int64."""
+    if a.shape[0]:
+        blocks, tpb = grid_1d(a.shape[0])
+        _argmax_kernel[blocks, tpb](a, out)
