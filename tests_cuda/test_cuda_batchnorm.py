@@ -16,6 +16,7 @@ def _small_launches(monkeypatch):
     monkeypatch.setattr(config, "THREADS_PER_BLOCK", 8)
     monkeypatch.setattr(config, "MAX_BLOCKS", 3)
     monkeypatch.setattr(config, "REDUCE_THREADS", 4)
+    monkeypatch.setattr(config, "SPLIT_REDUCE_THREADS", 16)
 
 
 def rel(a, b):

@@ -15,10 +15,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from numlstm import backend
 from numlstm._validation import check_array, check_bool, check_dtype, check_int
 from numlstm.kernels.cpu.activations import sigmoid_exact, sigmoid_fast, tanh_exact, tanh_fast
 from numlstm.layers.base import Layer
-from numlstm.layers.conv import _pair, conv2d_backward, conv2d_forward
+from numlstm.layers.conv import _pair, conv2d_backward, conv2d_forward, device_input
 
 _KW = {"cache": True, "error_model": "numpy", "nogil": True}
 
@@ -230,6 +231,7 @@ class ConvLSTM(Layer):
     """
 
     recurrent = True
+    cuda_support = True
 
     def __init__(
         self,
@@ -391,6 +393,8 @@ class ConvLSTM(Layer):
         -------
         y : ndarray (B, T, D*C, H', W') with ``return_sequences``, else (B, D*C, H', W').
         """
+        if self.device != "cpu":
+            return self._forward_cuda(x, state)
         names = ("batch", "time", "in_channels", "height", "width")
         x = check_array(x, "x", (None, None, self.in_channels, None, None), self.dtype, names)
         B, T, _, H, W = x.shape
@@ -478,6 +482,8 @@ class ConvLSTM(Layer):
         dx : ndarray (B, T, in_channels, H, W). ``self.dstate`` receives the
         gradient w.r.t. the initial state.
         """
+        if self.device != "cpu":
+            return self._backward_cuda(dy, dstate)
         if self._cache is None:
             raise RuntimeError(
                 "backward: no forward pass to differentiate; call forward(x) in training mode (layer.train()) before backward(dy)"
@@ -553,3 +559,185 @@ class ConvLSTM(Layer):
             dy_tm = dx
         self.dstate = (dh0, dc0)
         return np.ascontiguousarray(dx.transpose(1, 0, 2, 3, 4))
+
+    # -- the GPU path (numlstm.kernels.cuda.conv / .convlstm) ----------------------------------------
+    def _check_state_cuda(self, state, B, ho, wo, name="state", copy=False):
+        shape = (self.num_layers * self.num_directions, B, self.hidden_channels, ho, wo)
+        if not isinstance(state, (tuple, list)) or len(state) != 2:
+            raise TypeError(f"{name}: expected a tuple (h, c) of two arrays of shape {shape}, got {type(state).__name__}")
+        names = ("num_layers*num_directions", "batch", "hidden_channels", "height'", "width'")
+        h = device_input(state[0], f"{name}[0] (h)", shape, self.dtype, names, copy=copy)
+        c = device_input(state[1], f"{name}[1] (c)", shape, self.dtype, names, copy=copy)
+        return h, c
+
+    def _peepholes_cuda(self, k, sfx, P, grads=False):
+        if not self.peephole:
+            e = backend.empty((0, 0), self.dtype, "cuda")
+            return e, e, e
+        src = self.grads if grads else self.params
+        return tuple(src[f"peephole_{g}_l{k}{sfx}"].reshape(self.hidden_channels, P) for g in "ifo")
+
+    def _forward_cuda(self, x, state):
+        """``forward`` on the GPU: the CPU schedule (input convolution of all frames
+        at once; per step the recurrent convolution and the fused gate kernel),
+        every array on the device."""
+        kc = backend.cuda_kernels()
+        conv, kg = kc.conv, kc.convlstm
+        names = ("batch", "time", "in_channels", "height", "width")
+        x = device_input(x, "x", (None, None, self.in_channels, None, None), self.dtype, names)
+        B, T, _, H, W = x.shape
+        if self.peephole and (H, W) != self.frame_size:
+            raise ValueError(
+                f"x: expected frames of size frame_size={self.frame_size} (the peepholes are per pixel), "
+                f"got shape {x.shape} with frames ({H}, {W})"
+            )
+        ho, wo = self.output_hw(H, W)
+        C, L, D, dt = self.hidden_channels, self.num_layers, self.num_directions, self.dtype
+        P = ho * wo
+        training = self.training
+        if state is None:
+            h0 = backend.zeros((L * D, B, C, ho, wo), dt, "cuda")
+            c0 = backend.zeros((L * D, B, C, ho, wo), dt, "cuda")
+        else:
+            h0, c0 = self._check_state_cuda(state, B, ho, wo, copy=training)
+        rpads = self._rec_pads()
+        no_bias = backend.empty(0, dt, "cuda")
+        hn = backend.empty((L * D, B, C, ho, wo), dt, "cuda")
+        cn = backend.empty((L * D, B, C, ho, wo), dt, "cuda")
+        inp = kg.swap01(x)  # time-major (T, B, C_in, H, W)
+        cache = []
+        for k in range(L):
+            _, _, cin, hi, wi = inp.shape
+            stride, pads = self._input_pads(k, hi, wi)
+            ys, dirs = [], []
+            for d, sfx in enumerate(self._suffixes()):
+                idx = k * D + d
+                # the input convolution of every frame: ONE launch, time folded into the batch
+                gates = backend.empty((T, B, 4 * C, ho, wo), dt, "cuda")
+                b = self.params[f"bias_l{k}{sfx}"] if self.bias else no_bias
+                conv.conv2d_forward(
+                    inp.reshape(T * B, cin, hi, wi), self.params[f"weight_x_l{k}{sfx}"], b, stride, pads,
+                    self.dilation, gates.reshape(T * B, 4 * C, ho, wo),
+                )  # fmt: skip
+                w_h = self.params[f"weight_h_l{k}{sfx}"]
+                wci, wcf, wco = self._peepholes_cuda(k, sfx, P)
+                y = backend.empty((T, B, C, ho, wo), dt, "cuda")
+                cprev = backend.empty((T, B, C, ho, wo), dt, "cuda")
+                rec = backend.empty((B, 4 * C, ho, wo), dt, "cuda")
+                c = backend.empty((B, C, ho, wo), dt, "cuda")
+                c.copy_to_device(c0[idx])
+                h = h0[idx]
+                r3, c3 = rec.reshape(B, 4 * C, P), c.reshape(B, C, P)
+                for t in range(T - 1, -1, -1) if d == 1 else range(T):
+                    conv.conv2d_forward(h, w_h, no_bias, (1, 1), rpads, (1, 1), rec)
+                    kg.convlstm_gates_forward(
+                        gates[t].reshape(B, 4 * C, P), r3, c3, cprev[t].reshape(B, C, P), y[t].reshape(B, C, P),
+                        wci, wcf, wco, self._approx,
+                    )  # fmt: skip
+                    h = y[t]
+                hn[idx].copy_to_device(h)
+                cn[idx].copy_to_device(c)
+                ys.append(y)
+                dirs.append((gates, cprev, y))
+            cache.append({"x": inp, "stride": stride, "pads": pads, "dirs": dirs})
+            if D == 1:
+                inp = ys[0]
+            else:
+                inp = backend.empty((T, B, D * C, ho, wo), dt, "cuda")
+                for d in range(D):
+                    kg.copy_channels(ys[d], 0, inp, d * C, C)
+        self.state = (hn, cn)
+        self._cache = {"layers": cache, "B": B, "T": T, "H": H, "W": W, "h0": h0} if training else None
+        if self.return_sequences:
+            return kg.swap01(inp)
+        out = backend.empty((B, D * C, ho, wo), dt, "cuda")
+        top = (L - 1) * D
+        for d in range(D):
+            kg.copy_channels(hn[top + d], 0, out, d * C, C)
+        return out
+
+    def _backward_cuda(self, dy, dstate):
+        """``backward`` on the GPU: per step the fused gate derivative and
+        dh_{t-1} = conv^T(dA_t, W_h); after the loop dW_h as one reduction over
+        all steps, and dW_x, db, dx of the input convolution over all frames."""
+        if self._cache is None:
+            raise RuntimeError(
+                "backward: no forward pass to differentiate; call forward(x) in training mode (layer.train()) before backward(dy)"
+            )
+        kc = backend.cuda_kernels()
+        conv, kg = kc.conv, kc.convlstm
+        cache = self._cache
+        B, T, H, W = cache["B"], cache["T"], cache["H"], cache["W"]
+        ho, wo = self.output_hw(H, W)
+        C, L, D, dt = self.hidden_channels, self.num_layers, self.num_directions, self.dtype
+        P = ho * wo
+        dy = device_input(dy, "dy", self.output_shape(B, T, H, W), dt)
+        if dstate is None:
+            dhn = backend.zeros((L * D, B, C, ho, wo), dt, "cuda")
+            dcn = backend.zeros((L * D, B, C, ho, wo), dt, "cuda")
+        else:
+            dhn, dcn = self._check_state_cuda(dstate, B, ho, wo, "dstate", copy=True)
+        if self.return_sequences:
+            dy_tm = kg.swap01(dy)  # (T, B, D*C, H', W')
+        else:
+            dy_tm = None
+            top = (L - 1) * D
+            for d in range(D):
+                kg.copy_channels(dy, d * C, dhn[top + d], 0, C, add=True)
+        rpads = self._rec_pads()
+        no_bias = backend.empty(0, dt, "cuda")
+        dh0 = backend.empty((L * D, B, C, ho, wo), dt, "cuda")
+        dc0 = backend.empty((L * D, B, C, ho, wo), dt, "cuda")
+        h0 = cache["h0"]
+        self._cache = None
+        dx = None
+        for k in range(L - 1, -1, -1):
+            lc = cache["layers"][k]
+            x_in = lc["x"]
+            _, _, cin, hi, wi = x_in.shape
+            dx = backend.empty((T, B, cin, hi, wi), dt, "cuda")
+            dx_d = backend.empty((T, B, cin, hi, wi), dt, "cuda") if D == 2 else dx
+            for d, sfx in enumerate(self._suffixes()):
+                idx = k * D + d
+                gates, cprev, y = lc["dirs"][d]
+                w_h = self.params[f"weight_h_l{k}{sfx}"]
+                dw_h = self.grads[f"weight_h_l{k}{sfx}"]
+                wci, wcf, wco = self._peepholes_cuda(k, sfx, P)
+                dwci, dwcf, dwco = self._peepholes_cuda(k, sfx, P, grads=True)
+                dh = backend.empty((B, C, ho, wo), dt, "cuda")
+                dh.copy_to_device(dhn[idx])
+                dc = backend.empty((B, C, ho, wo), dt, "cuda")
+                dc.copy_to_device(dcn[idx])
+                dh_prev = backend.empty((B, C, ho, wo), dt, "cuda")
+                dc3 = dc.reshape(B, C, P)
+                for t in range(T) if d == 1 else range(T - 1, -1, -1):
+                    dyt = None if dy_tm is None else dy_tm[t].reshape(B, dy_tm.shape[2], P)
+                    kg.convlstm_gates_backward(
+                        gates[t].reshape(B, 4 * C, P), cprev[t].reshape(B, C, P), dh.reshape(B, C, P), dc3,
+                        wci, wcf, wco, dwci, dwcf, dwco, self._approx, dy=dyt, dy_off=d * C,
+                    )  # fmt: skip
+                    conv.conv2d_backward_dx(w_h, gates[t], (1, 1), rpads, (1, 1), dh_prev)
+                    dh, dh_prev = dh_prev, dh
+                dh0[idx].copy_to_device(dh)
+                dc0[idx].copy_to_device(dc)
+                # dW_h over all steps: h_{t-1} is the previous step's output (h_0 at the first step)
+                first, rest_h, rest_g = (0, y[0 : T - 1], gates[1:T]) if d == 0 else (T - 1, y[1:T], gates[0 : T - 1])
+                if T > 1:
+                    conv.conv2d_backward_dw(
+                        rest_h.reshape((T - 1) * B, C, ho, wo), rest_g.reshape((T - 1) * B, 4 * C, ho, wo),
+                        (1, 1), rpads, (1, 1), dw_h,
+                    )  # fmt: skip
+                conv.conv2d_backward_dw(h0[idx], gates[first], (1, 1), rpads, (1, 1), dw_h)
+                # input convolution: dW_x, db and dx over all frames at once
+                db = self.grads[f"bias_l{k}{sfx}"] if self.bias else no_bias
+                out = dx if d == 0 else dx_d
+                conv.conv2d_backward(
+                    x_in.reshape(T * B, cin, hi, wi), self.params[f"weight_x_l{k}{sfx}"],
+                    gates.reshape(T * B, 4 * C, ho, wo), lc["stride"], lc["pads"], self.dilation,
+                    out.reshape(T * B, cin, hi, wi), self.grads[f"weight_x_l{k}{sfx}"], db, True,
+                )  # fmt: skip
+                if d == 1:
+                    kg.copy_channels(dx_d, 0, dx, 0, cin, add=True)
+            dy_tm = dx
+        self.dstate = (dh0, dc0)
+        return kg.swap01(dx)

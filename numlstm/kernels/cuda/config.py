@@ -42,3 +42,12 @@ PERSISTENT_THREADS = 256
 #: force a path: None chooses by the thresholds above; True / False forces the
 #: persistent / general path (tests and benchmarks)
 PERSISTENT = None
+
+#: threads per block of the per-sequence time-loop kernels of the attention
+#: layers (one block runs every step of one batch row; a multiple of 32 on a GPU)
+ATTENTION_THREADS = 128
+
+#: split reductions (convolution weight/bias gradients, the image layers'
+#: matrix products over batch*time): the terms are cut into chunks so that
+#: about this many threads each sum one chunk of one output
+SPLIT_REDUCE_THREADS = 65536

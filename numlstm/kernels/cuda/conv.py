@@ -11,8 +11,10 @@ Direct convolution, no im2col buffer:
   ``(c, i, j)`` with the out-of-image taps skipped (zero padding);
 * backward dx: one thread per INPUT element, a gather over the output pixels
   whose window covers it (no atomics, so the result is deterministic);
-* backward dW / db: one block per weight (per bias) element, its threads
-  striding over ``(n, oy, ox)`` and reducing in shared memory.
+* backward dW / db: a split reduction: one thread per (chunk of the
+  ``(n, oy, ox)`` terms, weight element) writes a partial sum, a second
+  launch adds the partials in order (no atomics, no barriers; the chunk count
+  fills the GPU, ``config.SPLIT_REDUCE_THREADS``).
 
 Pooling is the same: one thread per output element forward, one per input
 element backward (gather over the windows that contain it; for max pooling
@@ -128,24 +130,34 @@ def _conv2d_backward_dx_kernel(w, dy, sh, sw, pt, pl, dh, dw, dx):
         dx[n, c, yy, xx] = acc
 
 
+def split_count(outputs: int, length: int) -> int:
+    """Chunks S of a split reduction over ``length`` terms for ``outputs`` sums:
+    enough threads (``outputs * S``) to fill the GPU, at least one term a chunk."""
+    target = int(config.SPLIT_REDUCE_THREADS)
+    return max(1, min(int(length), -(-target // max(1, int(outputs)))))
+
+
 @cuda.jit
-def _conv2d_backward_dw_kernel(x, dy, sh, sw, pt, pl, dh, dw, dw_acc):
-    # x: (N, C, H, W); dy: (N, O, H', W'); dw_acc: (O, C, kh, kw), dW ADDED.
-    # One block per weight element; its threads stride over (n, oy, ox).
-    sm = cuda.shared.array(0, dw_acc.dtype)
+def _conv2d_backward_dw_kernel(x, dy, sh, sw, pt, pl, dh, dw, chunk, partial):
+    # x: (N, C, H, W); dy: (N, O, H', W'); partial: (S, O, C, kh, kw) <- the sum over
+    # the terms m in [s*chunk, (s+1)*chunk) of m = (n, oy, ox); one thread per (s, weight)
     N, C, H, W = x.shape
     O, ho, wo = dy.shape[1], dy.shape[2], dy.shape[3]
-    kh, kw = dw_acc.shape[2], dw_acc.shape[3]
+    S, _, _, kh, kw = partial.shape
+    nw = O * C * kh * kw
     M = N * ho * wo
-    for widx in range(cuda.blockIdx.x, O * C * kh * kw, cuda.gridDim.x):
-        j = widx % kw
-        r = widx // kw
+    for idx in range(cuda.grid(1), S * nw, cuda.gridsize(1)):
+        j = idx % kw
+        r = idx // kw
         i = r % kh
         r //= kh
         c = r % C
-        o = r // C
-        acc = dw_acc.dtype.type(0)
-        for m in range(cuda.threadIdx.x, M, cuda.blockDim.x):
+        r //= C
+        o = r % O
+        s = r // O
+        acc = partial.dtype.type(0)
+        m1 = min(M, (s + 1) * chunk)
+        for m in range(s * chunk, m1):
             ox = m % wo
             r2 = m // wo
             oy = r2 % ho
@@ -154,23 +166,39 @@ def _conv2d_backward_dw_kernel(x, dy, sh, sw, pt, pl, dh, dw, dw_acc):
             ix = ox * sw - pl + j * dw
             if 0 <= iy < H and 0 <= ix < W:
                 acc += dy[n, o, oy, ox] * x[n, c, iy, ix]
-        total = block_sum(sm, acc)
-        if cuda.threadIdx.x == 0:
-            dw_acc[o, c, i, j] += total
+        partial[s, o, c, i, j] = acc
 
 
 @cuda.jit
-def _channel_sum_kernel(dy, db_acc):
-    # dy: (N, O, P); db_acc: (O,) += sum over n and p. One block per channel.
-    sm = cuda.shared.array(0, db_acc.dtype)
+def _channel_sum_kernel(dy, chunk, partial):
+    # dy: (N, O, P); partial: (S, O) <- the sum of dy[n, o, p] over the terms
+    # m = n*P + p in [s*chunk, (s+1)*chunk)
     N, O, P = dy.shape
-    for o in range(cuda.blockIdx.x, O, cuda.gridDim.x):
-        acc = db_acc.dtype.type(0)
-        for m in range(cuda.threadIdx.x, N * P, cuda.blockDim.x):
+    S = partial.shape[0]
+    for idx in range(cuda.grid(1), S * O, cuda.gridsize(1)):
+        o = idx % O
+        s = idx // O
+        acc = partial.dtype.type(0)
+        for m in range(s * chunk, min(N * P, (s + 1) * chunk)):
             acc += dy[m // P, o, m % P]
-        total = block_sum(sm, acc)
-        if cuda.threadIdx.x == 0:
-            db_acc[o] += total
+        partial[s, o] = acc
+
+
+@cuda.jit
+def _add_partials_kernel(partial, out):
+    # partial: (S, K); out: (K,) += sum over s (in order: deterministic)
+    S, K = partial.shape
+    for k in range(cuda.grid(1), K, cuda.gridsize(1)):
+        acc = partial.dtype.type(0)
+        for s in range(S):
+            acc += partial[s, k]
+        out[k] += acc
+
+
+def add_partials(partial, out) -> None:
+    """out (any shape, K elements) += partial (S, K) summed over S."""
+    K = partial.shape[1]
+    _add_partials_kernel[grid_1d(K)](partial, out.reshape(K))
 
 
 def _empty_bias(dtype):
@@ -205,18 +233,30 @@ def conv2d_backward_dx(w, dy, stride, pads, dilation, dx) -> None:
 
 
 def conv2d_backward_dw(x, dy, stride, pads, dilation, dw_acc) -> None:
-    """dw_acc (O, C, kh, kw) += the weight gradient of ``conv2d_forward`` (x (N, C, H, W), dy (N, O, H', W'))."""
+    """dw_acc (O, C, kh, kw) += the weight gradient of ``conv2d_forward`` (x (N, C, H, W), dy (N, O, H', W')).
+
+    A split reduction: threads over (chunk of the N*H'*W' terms, weight element)
+    write partial sums, a second launch adds them in order (no atomics)."""
     sh, sw = stride
     pt, _, pl, _ = pads
     dh, dw = dilation
-    _conv2d_backward_dw_kernel[reduce_launch(dw_acc.size, dw_acc.dtype)](x, dy, sh, sw, pt, pl, dh, dw, dw_acc)
+    M = dy.shape[0] * dy.shape[2] * dy.shape[3]
+    S = split_count(dw_acc.size, M)
+    partial = cuda.device_array((S,) + tuple(dw_acc.shape), dw_acc.dtype)
+    blocks, tpb = grid_1d(partial.size)
+    _conv2d_backward_dw_kernel[blocks, tpb](x, dy, sh, sw, pt, pl, dh, dw, -(-M // S), partial)
+    add_partials(partial.reshape(S, dw_acc.size), dw_acc)
 
 
 def channel_sum(dy, db_acc) -> None:
-    """db_acc (O,) += dy (N, O, ...) summed over every axis but the channel axis."""
+    """db_acc (O,) += dy (N, O, ...) summed over every axis but the channel axis (split reduction)."""
     N, O = dy.shape[0], dy.shape[1]
-    dy3 = dy.reshape(N, O, dy.size // max(1, N * O))
-    _channel_sum_kernel[reduce_launch(O, db_acc.dtype)](dy3, db_acc)
+    P = dy.size // max(1, N * O)
+    S = split_count(O, N * P)
+    partial = cuda.device_array((S, O), db_acc.dtype)
+    blocks, tpb = grid_1d(S * O)
+    _channel_sum_kernel[blocks, tpb](dy.reshape(N, O, P), -(-(N * P) // S), partial)
+    add_partials(partial, db_acc)
 
 
 def conv2d_backward(x, w, dy, stride, pads, dilation, dx, dw_acc, db_acc, need_dx) -> None:

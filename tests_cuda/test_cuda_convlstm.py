@@ -1,0 +1,82 @@
+"""ConvLSTM on the device against the CPU path (simulator, float64 to 1e-12)."""
+
+import numpy as np
+import pytest
+from numba import cuda
+
+from numlstm import ConvLSTM
+from numlstm.backend import is_device_array, to_numpy
+from numlstm.kernels.cuda import config
+
+TOL = 1e-12
+
+
+@pytest.fixture(autouse=True)
+def _small_launches(monkeypatch):
+    monkeypatch.setattr(config, "THREADS_PER_BLOCK", 8)
+    monkeypatch.setattr(config, "MAX_BLOCKS", 6)
+    monkeypatch.setattr(config, "REDUCE_THREADS", 4)
+    monkeypatch.setattr(config, "SPLIT_REDUCE_THREADS", 16)
+
+
+def rel(a, b):
+    return float(np.max(np.abs(np.asarray(a) - b)) / max(np.max(np.abs(b)), 1e-300))
+
+
+def _pair(**kw):
+    cpu_layer = ConvLSTM(seed=5, **kw)
+    gpu_layer = ConvLSTM(seed=5, **kw).to("cuda")
+    return cpu_layer, gpu_layer
+
+
+def _compare(cpu_layer, gpu_layer, x, state=None, dstate=True, tol=TOL):
+    rng = np.random.default_rng(9)
+    y = cpu_layer(x, state=state)
+    gy = gpu_layer(cuda.to_device(x), state=state)
+    assert is_device_array(gy)
+    assert rel(to_numpy(gy), y) < tol
+    for a, b in zip(gpu_layer.state, cpu_layer.state, strict=True):
+        assert is_device_array(a)
+        assert rel(to_numpy(a), b) < tol
+    dy = rng.standard_normal(y.shape).astype(x.dtype)
+    ds = None
+    if dstate:
+        ds = tuple(rng.standard_normal(s.shape).astype(x.dtype) for s in cpu_layer.state)
+    dx = cpu_layer.backward(dy, ds)
+    gdx = gpu_layer.backward(cuda.to_device(dy), ds)
+    assert is_device_array(gdx)
+    assert rel(to_numpy(gdx), dx) < tol
+    for a, b in zip(gpu_layer.dstate, cpu_layer.dstate, strict=True):
+        assert rel(to_numpy(a), b) < tol
+    for k in cpu_layer.grads:
+        assert rel(to_numpy(gpu_layer.grads[k]), cpu_layer.grads[k]) < tol, k
+
+
+def test_convlstm_state_and_dstate():
+    cpu_layer, gpu_layer = _pair(in_channels=2, hidden_channels=2, kernel_size=3, dtype=np.float64)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 2, 4, 5))
+    state = tuple(rng.standard_normal((1, 2, 2, 4, 5)) for _ in range(2))
+    _compare(cpu_layer, gpu_layer, x, state=state)
+
+
+def test_convlstm_peephole_bidirectional_two_layers_last_step():
+    kw = dict(
+        in_channels=1, hidden_channels=2, kernel_size=3, num_layers=2, bidirectional=True, peephole=True,
+        frame_size=(4, 4), return_sequences=False, stride=2, dtype=np.float64,
+    )  # fmt: skip
+    cpu_layer, gpu_layer = _pair(**kw)
+    x = np.random.default_rng(1).standard_normal((2, 2, 1, 4, 4))
+    _compare(cpu_layer, gpu_layer, x, dstate=False)
+
+
+def test_convlstm_even_kernel_dilation():
+    cpu_layer, gpu_layer = _pair(in_channels=2, hidden_channels=1, kernel_size=(2, 3), dilation=2, dtype=np.float64)
+    x = np.random.default_rng(2).standard_normal((1, 2, 2, 4, 5))
+    _compare(cpu_layer, gpu_layer, x)
+
+
+def test_convlstm_float32():
+    cpu_layer, gpu_layer = _pair(in_channels=1, hidden_channels=2, kernel_size=3, peephole=True, frame_size=(3, 3))
+    x = np.random.default_rng(3).standard_normal((2, 2, 1, 3, 3)).astype(np.float32)
+    _compare(cpu_layer, gpu_layer, x, tol=1e-5)
