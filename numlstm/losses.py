@@ -324,18 +324,16 @@ class CrossEntropyLoss(Loss):
         dt = np.dtype(pred.dtype)
         C = tuple(pred.shape)[-1]
         M = labels.size
-        safe = backend.to_device(np.where(valid, labels, 0), "cuda")
-        valid_d = backend.to_device(valid.astype(np.uint8), "cuda")
+        marked = backend.to_device(np.where(valid, labels, -1), "cuda")  # one copy: ignored rows hold -1
         prob = backend.empty((M, C), dt, "cuda")
         per = backend.empty(M, dt, "cuda")
-        kl.cross_entropy_forward(pred.reshape(M, C), safe, valid_d, dt.type(self.label_smoothing), prob, per)
+        kl.cross_entropy_forward(pred.reshape(M, C), marked, dt.type(self.label_smoothing), prob, per)
         count = int(valid.sum())
         self._cache = {
             "dtype": dt,
             "loss_shape": lead,
             "prob": prob,
-            "labels": safe,
-            "valid": valid_d,
+            "labels": marked,
             "count": count,
             "shape": tuple(pred.shape),
             "device": True,
@@ -352,7 +350,7 @@ class CrossEntropyLoss(Loss):
                 rows = rows.reshape(rows.size)
             grad = backend.empty(c["prob"].shape, c["dtype"], "cuda")
             backend.cuda_kernels().losses.cross_entropy_backward(
-                c["prob"], c["labels"], c["valid"], t(1 - eps), t(eps) / t(c["prob"].shape[1]) if eps > 0 else t(0),
+                c["prob"], c["labels"], t(1 - eps), t(eps) / t(c["prob"].shape[1]) if eps > 0 else t(0),
                 k, rows, use_rows, grad,
             )  # fmt: skip
             return grad.reshape(c["shape"])

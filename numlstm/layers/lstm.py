@@ -403,8 +403,11 @@ class LSTM(Layer):
             c0 = backend.zeros((L * D, B, H), dt, dev)
         else:
             h0, c0 = self._check_state_cuda(state, B)
-        lens_host = np.full(B, T, np.int64) if lengths is None else check_lengths(lengths, B, T)
-        lens = backend.to_device(lens_host, dev)
+        if lengths is None:  # filled on the device: no transfer
+            lens = backend.empty(B, np.int64, dev)
+            ew.fill(lens, T)
+        else:
+            lens = backend.to_device(check_lengths(lengths, B, T), dev)
         persistent = kl.use_persistent(B, H)
         self._last_path = "persistent" if persistent else "general"
         hn = backend.empty((L * D, B, H), dt, dev)

@@ -16,10 +16,11 @@ from numlstm.kernels.cuda._launch import flat, grid_1d
 
 
 @cuda.jit
-def _ce_forward_kernel(z, labels, valid, eps, prob, per):
-    # z, prob: (M, C); labels: (M,) int64 (ignored rows hold 0); valid: (M,) uint8; per: (M,)
+def _ce_forward_kernel(z, labels, eps, prob, per):
+    # z, prob: (M, C); labels: (M,) int64, -1 on ignored rows; per: (M,)
     M, C = z.shape
     for r in range(cuda.grid(1), M, cuda.gridsize(1)):
+        lab = labels[r]
         m = z[r, 0]
         for c in range(1, C):
             if z[r, c] > m:
@@ -32,7 +33,7 @@ def _ce_forward_kernel(z, labels, valid, eps, prob, per):
         logs = math.log(s)
         for c in range(C):
             prob[r, c] = prob[r, c] / s
-        nll = -((z[r, labels[r]] - m) - logs)
+        nll = -((z[r, max(lab, 0)] - m) - logs)
         if eps > 0:
             acc = s * 0
             for c in range(C):
@@ -41,11 +42,11 @@ def _ce_forward_kernel(z, labels, valid, eps, prob, per):
             v = (1 - eps) * nll + eps * smooth
         else:
             v = nll
-        per[r] = v if valid[r] else v * 0
+        per[r] = v if lab >= 0 else v * 0
 
 
 @cuda.jit
-def _ce_backward_kernel(prob, labels, valid, one_minus_eps, eps_over_c, k, rows, use_rows, grad):
+def _ce_backward_kernel(prob, labels, one_minus_eps, eps_over_c, k, rows, use_rows, grad):
     # grad = (prob - (1 - eps) onehot - eps / C) * weight_r, weight_r = 0 on ignored rows
     M, C = prob.shape
     for j in range(cuda.grid(1), M * C, cuda.gridsize(1)):
@@ -55,7 +56,7 @@ def _ce_backward_kernel(prob, labels, valid, one_minus_eps, eps_over_c, k, rows,
         if c == labels[r]:
             g -= one_minus_eps
         g -= eps_over_c
-        if not valid[r]:
+        if labels[r] < 0:
             grad[r, c] = g * 0
         elif use_rows:
             grad[r, c] = g * rows[r]
@@ -63,16 +64,18 @@ def _ce_backward_kernel(prob, labels, valid, one_minus_eps, eps_over_c, k, rows,
             grad[r, c] = g * k
 
 
-def cross_entropy_forward(z, labels, valid, eps, prob, per) -> None:
-    """Per-row softmax cross-entropy with label smoothing ``eps`` (a dtype scalar)."""
+def cross_entropy_forward(z, labels, eps, prob, per) -> None:
+    """Per-row softmax cross-entropy with label smoothing ``eps`` (a dtype scalar);
+    ``labels`` (M,) int64 with -1 on ignored rows (loss 0)."""
     blocks, tpb = grid_1d(z.shape[0])
-    _ce_forward_kernel[blocks, tpb](z, labels, valid, eps, prob, per)
+    _ce_forward_kernel[blocks, tpb](z, labels, eps, prob, per)
 
 
-def cross_entropy_backward(prob, labels, valid, one_minus_eps, eps_over_c, k, rows, use_rows, grad) -> None:
-    """Gradient of the per-row losses, scaled by ``k`` or by ``rows`` (M,) when ``use_rows``."""
+def cross_entropy_backward(prob, labels, one_minus_eps, eps_over_c, k, rows, use_rows, grad) -> None:
+    """Gradient of the per-row losses (0 on ignored rows), scaled by ``k`` or by
+    ``rows`` (M,) when ``use_rows``."""
     blocks, tpb = grid_1d(grad.size)
-    _ce_backward_kernel[blocks, tpb](prob, labels, valid, one_minus_eps, eps_over_c, k, rows, bool(use_rows), grad)
+    _ce_backward_kernel[blocks, tpb](prob, labels, one_minus_eps, eps_over_c, k, rows, bool(use_rows), grad)
 
 
 # -- binary cross-entropy on logits (elementwise) ----------------------------------------------------
