@@ -52,14 +52,18 @@ def _compare(opts, lengths, with_state, dtype=np.float64, tol=TOL):
 @pytest.mark.parametrize("case", range(len(CASES)))
 def test_lstm_matches_cpu(case, persistent, small_launches):
     small_launches.PERSISTENT = persistent
+    small_launches.PERSISTENT_ROWS_PER_BLOCK = 2  # blocks of 2 rows, the last one partial (B = 3)
     gpu = _compare(*CASES[case])
     assert gpu._last_path == ("persistent" if persistent else "general")
 
 
-def test_persistent_without_shared_weights(small_launches):
-    """W_hh too big for the shared-memory budget: the persistent kernel reads it from global memory."""
+@pytest.mark.parametrize("rows", [1, 2, 3])
+def test_persistent_without_shared_weights(rows, small_launches):
+    """W_hh too big for the shared-memory budget: the persistent kernel reads it
+    from global memory; 1, 2 or 3 batch rows per block (B = 3: a partial last block with 2)."""
     small_launches.PERSISTENT = True
     small_launches.PERSISTENT_MAX_SHARED_BYTES = 0
+    small_launches.PERSISTENT_ROWS_PER_BLOCK = rows
     _compare({"bidirectional": True}, [2, 4, 1], True)
 
 

@@ -25,6 +25,8 @@ REDUCE_THREADS = 256
 
 #: the persistent LSTM kernel (one launch runs the whole time loop, one block
 #: per group of batch rows) is chosen when the batch has at most this many rows ...
+#: (untuned defaults: no GPU was available when they were set; perf/gpu_check.py
+#: times both paths at each size so they can be set from measurements)
 PERSISTENT_MAX_BATCH = 8
 
 #: ... and the hidden size is at most this ...
@@ -38,6 +40,11 @@ PERSISTENT_MAX_SHARED_BYTES = 48 * 1024
 #: threads per block of the persistent kernel (a multiple of 32 on a GPU);
 #: each thread computes several of the 4H gate pre-activations of its rows
 PERSISTENT_THREADS = 256
+
+#: batch rows per block of the persistent kernel: each weight read from
+#: memory serves this many rows (fewer blocks, more work per read); 1 gives
+#: the most blocks for the small batches the persistent path is for
+PERSISTENT_ROWS_PER_BLOCK = 1
 
 #: force a path: None chooses by the thresholds above; True / False forces the
 #: persistent / general path (tests and benchmarks)

@@ -18,10 +18,11 @@ Two paths, chosen per call by ``use_persistent`` (thresholds in ``config``):
   Backward: per step one fused gate-derivative kernel and one GEMM
   ``dh_{t-1} = dA_t W_hh``.
 * persistent (Diamos et al. 2016, for small batch and hidden sizes): ONE
-  launch runs the whole time loop, one block per batch row (rows are
-  independent, so no grid-wide synchronisation is needed: ``syncthreads``
-  between the phases of a step suffices, and the kernel also runs on the
-  simulator). ``W_hh`` is staged in shared memory once per launch when it
+  launch runs the whole time loop, one block per group of
+  ``config.PERSISTENT_ROWS_PER_BLOCK`` batch rows (rows are independent, so
+  no grid-wide synchronisation is needed: ``syncthreads`` between the phases
+  of a step suffices, and the kernel also runs on the simulator; each weight
+  read serves every row of the block). ``W_hh`` is staged in shared memory once per launch when it
   fits in ``config.PERSISTENT_MAX_SHARED_BYTES`` (else read from global
   memory, where it stays L2-resident); ``h``, ``c`` and the step's gate
   pre-activations live in shared memory. Forward and backward both.
@@ -128,141 +129,167 @@ def _make_kernels(dtype: np.dtype) -> dict:
                 dh0[b, k] = dh[b, k]
             dc0[b, k] = dc[b, k]
 
+    return {"forward_step": forward_step, "backward_step": backward_step, "backward_finish": backward_finish}
+
+
+def _make_persistent(dtype: np.dtype, R: int) -> dict:
+    """The persistent kernels for ``R`` batch rows per block (a compile-time
+    constant: each thread keeps R partial sums, so one read of a weight
+    serves R rows)."""
+    one = dtype.type(1)
+    zero = dtype.type(0)
+
+    @cuda.jit(device=True)
+    def sigmoid(v):
+        return one / (one + math.exp(-v))
+
     @cuda.jit
     def persistent_forward(gates, whh_t, bias, h0, c0, lengths, reverse, y, hprev, cprev, hn, cn, stage_w):
-        # one block per batch row b; whh_t: (H, 4H); shared: h (H) | c (H) | a (4H) | [W (H*4H)]
+        # block: rows b0 .. b0+R-1; whh_t: (H, 4H)
+        # shared: h (R, H) | c (R, H) | a (R, 4H) | [W (H, 4H)]
         sh = cuda.shared.array(0, dtype)
-        T = gates.shape[0]
-        H = whh_t.shape[0]
-        H4 = 4 * H
-        b = cuda.blockIdx.x
+        T, B, H4 = gates.shape
+        H = H4 // 4
+        b0 = cuda.blockIdx.x * R
         tid = cuda.threadIdx.x
         nt = cuda.blockDim.x
-        hs = sh[0:H]
-        cs = sh[H : 2 * H]
-        a = sh[2 * H : 2 * H + H4]
-        w = sh[2 * H + H4 :]
+        hs = sh[0 : R * H]
+        cs = sh[R * H : 2 * R * H]
+        a = sh[2 * R * H : 2 * R * H + R * H4]
+        w = sh[2 * R * H + R * H4 :]
+        acc = cuda.local.array(R, dtype)
         if stage_w:
             for j in range(tid, H * H4, nt):
                 w[j] = whh_t[j // H4, j % H4]
-        for k in range(tid, H, nt):
-            hs[k] = h0[b, k]
-            cs[k] = c0[b, k]
+        for q in range(tid, R * H, nt):
+            b = b0 + q // H
+            if b < B:
+                hs[q] = h0[b, q % H]
+                cs[q] = c0[b, q % H]
         cuda.syncthreads()
-        L = lengths[b]
         for s in range(T):
             t = T - 1 - s if reverse else s
-            if t >= L:
-                for k in range(tid, H, nt):
-                    hprev[t, b, k] = hs[k]
-                    cprev[t, b, k] = cs[k]
-                    y[t, b, k] = zero
-                for j in range(tid, H4, nt):
-                    gates[t, b, j] = zero
-                continue
-            # phase 1: the four gates of every unit, h_{t-1} W_hh^T from shared h
+            # phase 1: the gate pre-activations of every row and unit, h_{t-1} W_hh^T from shared h
             for j in range(tid, H4, nt):
-                r = zero
-                if stage_w:
-                    for m in range(H):
-                        r += hs[m] * w[m * H4 + j]
-                else:
-                    for m in range(H):
-                        r += hs[m] * whh_t[m, j]
-                v = gates[t, b, j] + r + bias[j]
-                if 2 * H <= j and j < 3 * H:
-                    v = math.tanh(v)
-                else:
-                    v = sigmoid(v)
-                a[j] = v
-                gates[t, b, j] = v
+                for rr in range(R):
+                    acc[rr] = zero
+                for m in range(H):
+                    wv = w[m * H4 + j] if stage_w else whh_t[m, j]
+                    for rr in range(R):
+                        acc[rr] += hs[rr * H + m] * wv
+                for rr in range(R):
+                    b = b0 + rr
+                    if b < B:
+                        if t < lengths[b]:
+                            v = gates[t, b, j] + acc[rr] + bias[j]
+                            if 2 * H <= j and j < 3 * H:
+                                v = math.tanh(v)
+                            else:
+                                v = sigmoid(v)
+                            a[rr * H4 + j] = v
+                            gates[t, b, j] = v
+                        else:
+                            gates[t, b, j] = zero
             cuda.syncthreads()
-            # phase 2: the cell of every unit
-            for k in range(tid, H, nt):
-                hprev[t, b, k] = hs[k]
-                cprev[t, b, k] = cs[k]
-                c_new = a[H + k] * cs[k] + a[k] * a[2 * H + k]
-                cs[k] = c_new
-                h_new = a[3 * H + k] * math.tanh(c_new)
-                hs[k] = h_new
-                y[t, b, k] = h_new
+            # phase 2: the cell of every row and unit (inactive rows pass their state through)
+            for q in range(tid, R * H, nt):
+                rr = q // H
+                k = q % H
+                b = b0 + rr
+                if b < B:
+                    hprev[t, b, k] = hs[q]
+                    cprev[t, b, k] = cs[q]
+                    if t < lengths[b]:
+                        ar = rr * H4
+                        c_new = a[ar + H + k] * cs[q] + a[ar + k] * a[ar + 2 * H + k]
+                        cs[q] = c_new
+                        h_new = a[ar + 3 * H + k] * math.tanh(c_new)
+                        hs[q] = h_new
+                        y[t, b, k] = h_new
+                    else:
+                        y[t, b, k] = zero
             cuda.syncthreads()
-        for k in range(tid, H, nt):
-            hn[b, k] = hs[k]
-            cn[b, k] = cs[k]
+        for q in range(tid, R * H, nt):
+            b = b0 + q // H
+            if b < B:
+                hn[b, q % H] = hs[q]
+                cn[b, q % H] = cs[q]
 
     @cuda.jit
     def persistent_backward(gates, w_hh, lengths, reverse, cprev, dy, dhn, dcn, dh0, dc0, stage_w):
-        # one block per batch row b; w_hh: (4H, H); shared: dh (H) | dc (H) | da (4H) | [W (4H*H)]
+        # block: rows b0 .. b0+R-1; w_hh: (4H, H)
+        # shared: dh (R, H) | dc (R, H) | da (R, 4H) | [W (4H, H)]
         sh = cuda.shared.array(0, dtype)
-        T = gates.shape[0]
-        H = w_hh.shape[1]
-        H4 = 4 * H
-        b = cuda.blockIdx.x
+        T, B, H4 = gates.shape
+        H = H4 // 4
+        b0 = cuda.blockIdx.x * R
         tid = cuda.threadIdx.x
         nt = cuda.blockDim.x
-        dhs = sh[0:H]
-        dcs = sh[H : 2 * H]
-        da = sh[2 * H : 2 * H + H4]
-        w = sh[2 * H + H4 :]
+        dhs = sh[0 : R * H]
+        dcs = sh[R * H : 2 * R * H]
+        da = sh[2 * R * H : 2 * R * H + R * H4]
+        w = sh[2 * R * H + R * H4 :]
+        acc = cuda.local.array(R, dtype)
         if stage_w:
             for j in range(tid, H * H4, nt):
                 w[j] = w_hh[j // H, j % H]
-        for k in range(tid, H, nt):
-            dhs[k] = dhn[b, k]
-            dcs[k] = dcn[b, k]
+        for q in range(tid, R * H, nt):
+            b = b0 + q // H
+            if b < B:
+                dhs[q] = dhn[b, q % H]
+                dcs[q] = dcn[b, q % H]
         cuda.syncthreads()
-        L = lengths[b]
         for s in range(T):
             t = s if reverse else T - 1 - s
-            if t >= L:
-                continue
-            # phase 1: the fused gate derivative of every unit
-            for k in range(tid, H, nt):
-                d_h = dhs[k] + dy[t, b, k]
-                i = gates[t, b, k]
-                f = gates[t, b, H + k]
-                g = gates[t, b, 2 * H + k]
-                o = gates[t, b, 3 * H + k]
-                cp = cprev[t, b, k]
-                tc = math.tanh(f * cp + i * g)
-                d_c = dcs[k] + d_h * o * (one - tc * tc)
-                v_o = d_h * tc * o * (one - o)
-                v_i = d_c * g * i * (one - i)
-                v_g = d_c * i * (one - g * g)
-                v_f = d_c * cp * f * (one - f)
-                gates[t, b, k] = v_i
-                gates[t, b, H + k] = v_f
-                gates[t, b, 2 * H + k] = v_g
-                gates[t, b, 3 * H + k] = v_o
-                da[k] = v_i
-                da[H + k] = v_f
-                da[2 * H + k] = v_g
-                da[3 * H + k] = v_o
-                dcs[k] = d_c * f
+            # phase 1: the fused gate derivative of every active row and unit
+            for q in range(tid, R * H, nt):
+                rr = q // H
+                k = q % H
+                b = b0 + rr
+                if b < B and t < lengths[b]:
+                    d_h = dhs[q] + dy[t, b, k]
+                    i = gates[t, b, k]
+                    f = gates[t, b, H + k]
+                    g = gates[t, b, 2 * H + k]
+                    o = gates[t, b, 3 * H + k]
+                    cp = cprev[t, b, k]
+                    tc = math.tanh(f * cp + i * g)
+                    d_c = dcs[q] + d_h * o * (one - tc * tc)
+                    v_o = d_h * tc * o * (one - o)
+                    v_i = d_c * g * i * (one - i)
+                    v_g = d_c * i * (one - g * g)
+                    v_f = d_c * cp * f * (one - f)
+                    gates[t, b, k] = v_i
+                    gates[t, b, H + k] = v_f
+                    gates[t, b, 2 * H + k] = v_g
+                    gates[t, b, 3 * H + k] = v_o
+                    ar = rr * H4
+                    da[ar + k] = v_i
+                    da[ar + H + k] = v_f
+                    da[ar + 2 * H + k] = v_g
+                    da[ar + 3 * H + k] = v_o
+                    dcs[q] = d_c * f
             cuda.syncthreads()
-            # phase 2: dh_{t-1} = dA_t W_hh
+            # phase 2: dh_{t-1} = dA_t W_hh for the active rows (inactive rows keep dh)
             for m in range(tid, H, nt):
-                r = zero
-                if stage_w:
-                    for j in range(H4):
-                        r += da[j] * w[j * H + m]
-                else:
-                    for j in range(H4):
-                        r += da[j] * w_hh[j, m]
-                dhs[m] = r
+                for rr in range(R):
+                    acc[rr] = zero
+                for j in range(H4):
+                    wv = w[j * H + m] if stage_w else w_hh[j, m]
+                    for rr in range(R):
+                        acc[rr] += da[rr * H4 + j] * wv
+                for rr in range(R):
+                    b = b0 + rr
+                    if b < B and t < lengths[b]:
+                        dhs[rr * H + m] = acc[rr]
             cuda.syncthreads()
-        for k in range(tid, H, nt):
-            dh0[b, k] = dhs[k]
-            dc0[b, k] = dcs[k]
+        for q in range(tid, R * H, nt):
+            b = b0 + q // H
+            if b < B:
+                dh0[b, q % H] = dhs[q]
+                dc0[b, q % H] = dcs[q]
 
-    return {
-        "forward_step": forward_step,
-        "backward_step": backward_step,
-        "backward_finish": backward_finish,
-        "persistent_forward": persistent_forward,
-        "persistent_backward": persistent_backward,
-    }
+    return {"persistent_forward": persistent_forward, "persistent_backward": persistent_backward}
 
 
 def _kernels(dtype) -> dict:
@@ -270,6 +297,14 @@ def _kernels(dtype) -> dict:
     k = _KERNELS.get(dt)
     if k is None:
         k = _KERNELS[dt] = _make_kernels(dt)
+    return k
+
+
+def _persistent_kernels(dtype, R: int) -> dict:
+    key = (np.dtype(dtype), int(R))
+    k = _KERNELS.get(key)
+    if k is None:
+        k = _KERNELS[key] = _make_persistent(*key)
     return k
 
 
@@ -285,12 +320,13 @@ def use_persistent(B: int, H: int) -> bool:
     return B <= int(config.PERSISTENT_MAX_BATCH) and H <= int(config.PERSISTENT_MAX_HIDDEN)
 
 
-def _persistent_launch(H: int, itemsize: int) -> tuple[int, int, bool]:
-    """(threads, shared bytes, stage W_hh in shared memory)."""
-    base = 6 * H * itemsize
+def _persistent_launch(B: int, H: int, itemsize: int) -> tuple[int, int, int, int, bool]:
+    """(rows per block R, blocks, threads, shared bytes, stage W_hh in shared memory)."""
+    R = max(1, min(int(config.PERSISTENT_ROWS_PER_BLOCK), B))
+    base = 6 * R * H * itemsize
     w_bytes = 4 * H * H * itemsize
     stage = base + w_bytes <= int(config.PERSISTENT_MAX_SHARED_BYTES)
-    return int(config.PERSISTENT_THREADS), base + (w_bytes if stage else 0), stage
+    return R, -(-B // R), int(config.PERSISTENT_THREADS), base + (w_bytes if stage else 0), stage
 
 
 # -- host drivers ----------------------------------------------------------------------------------
@@ -317,8 +353,8 @@ def lstm_forward_direction(x2, w_ih, w_hh, bias, h0, c0, lengths, reverse, gates
     if persistent:
         whh_t = cuda.device_array((H, H4), w_hh.dtype)
         elementwise.swap01(w_hh.reshape(H4, H, 1), whh_t.reshape(H, H4, 1))
-        nt, shared, stage = _persistent_launch(H, gates.dtype.itemsize)
-        k["persistent_forward"][B, nt, 0, shared](
+        R, blocks, nt, shared, stage = _persistent_launch(B, H, gates.dtype.itemsize)
+        _persistent_kernels(gates.dtype, R)["persistent_forward"][blocks, nt, 0, shared](
             gates, whh_t, bias, h0, c0, lengths, bool(reverse), y, hprev, cprev, hn, cn, stage
         )
         return
@@ -356,8 +392,10 @@ def lstm_backward_direction(
     H = H4 // 4
     k = _kernels(gates.dtype)
     if persistent:
-        nt, shared, stage = _persistent_launch(H, gates.dtype.itemsize)
-        k["persistent_backward"][B, nt, 0, shared](gates, w_hh, lengths, bool(reverse), cprev, dy, dhn, dcn, dh0, dc0, stage)
+        R, blocks, nt, shared, stage = _persistent_launch(B, H, gates.dtype.itemsize)
+        _persistent_kernels(gates.dtype, R)["persistent_backward"][blocks, nt, 0, shared](
+            gates, w_hh, lengths, bool(reverse), cprev, dy, dhn, dcn, dh0, dc0, stage
+        )
     else:
         dh = cuda.device_array((B, H), gates.dtype)
         dc = cuda.device_array((B, H), gates.dtype)
