@@ -15,7 +15,7 @@ import numpy as np
 
 from numlstm import backend
 from numlstm._threads import _blas_controllers, run_blocks, single_threaded_blas
-from numlstm._validation import _shape_str, check_array, check_bool, check_dtype, check_int
+from numlstm._validation import check_array, check_bool, check_dtype, check_int
 from numlstm.kernels.cpu import conv as _k
 from numlstm.layers.base import Layer
 
@@ -109,24 +109,12 @@ def _config_value(value):
 
 
 def device_input(x, name: str, shape, dtype, names=None, copy: bool = False):
-    """``x`` as a C-contiguous device array, checked as ``check_array`` checks
-    a host array (rank, dtype, sizes; same messages). A host ``x`` is checked
-    on the host and copied to the device once; a device ``x`` is checked on
-    its shape and dtype only (no transfer) and, with ``copy``, copied (so
-    that a cache does not alias the caller's buffer)."""
-    if not backend.is_device_array(x):
-        return backend.to_device(check_array(x, name, shape, dtype, names), "cuda")
-    axes = f" {_shape_str(names)}" if names is not None else ""
-    if x.ndim != len(shape):
-        raise ValueError(f"{name}: expected a {len(shape)}-d array{axes} of shape {_shape_str(shape)}, got shape {x.shape}")
-    if np.dtype(x.dtype) != dtype:
-        raise TypeError(f"{name}: expected dtype {np.dtype(dtype).name}, got {np.dtype(x.dtype)}")
-    for got, want in zip(x.shape, shape, strict=True):
-        if (want is None and got < 1) or (want is not None and got != want):
-            raise ValueError(f"{name}: expected shape {_shape_str(shape)}{axes}, got {tuple(x.shape)}")
-    if not x.is_c_contiguous():
-        raise ValueError(f"{name}: expected a C-contiguous device array, got a strided view of shape {tuple(x.shape)}")
-    if copy:
+    """``backend.device_input`` (host input checked and copied once, device input
+    checked on its shape and dtype), and with ``copy`` a device input is copied
+    too, so that a cache does not alias the caller's buffer."""
+    was_device = backend.is_device_array(x)
+    x = backend.device_input(x, name, shape, dtype, names)
+    if copy and was_device:
         out = backend.empty(x.shape, x.dtype, "cuda")
         out.copy_to_device(x)
         return out

@@ -1,7 +1,9 @@
 """Pooling over images ``(N, C, H, W)``: ``MaxPool2D``, ``AvgPool2D``, ``GlobalAvgPool2D``.
 
 Parameter-free: each takes float32 or float64 input and answers in the same
-dtype (``layer.dtype`` reports the dtype of the last input).
+dtype (``layer.dtype`` reports the dtype of the last input). On the GPU
+(``to("cuda")``) ``_Stateless`` calls ``_forward_cuda`` / ``_backward_cuda``
+(``numlstm.kernels.cuda.conv``).
 """
 
 from __future__ import annotations
@@ -9,10 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from numlstm import backend
-from numlstm._validation import FLOAT_DTYPES
 from numlstm.kernels.cpu import conv as _k
 from numlstm.layers.activation import _Stateless
-from numlstm.layers.conv import _pair, device_input
+from numlstm.layers.conv import _pair
 
 
 def _check_rank4(x: np.ndarray, name: str) -> None:
@@ -20,46 +21,7 @@ def _check_rank4(x: np.ndarray, name: str) -> None:
         raise ValueError(f"{name}: expected a 4-d array (batch, channels, height, width), got shape {x.shape}")
 
 
-class _DevicePool(_Stateless):
-    """The GPU path of the pools: ``forward``/``backward`` dispatch on ``self.device``
-    to ``_forward_cuda(x) -> (y, saved)`` / ``_backward_cuda(dy, saved, x_shape)``."""
-
-    cuda_support = True
-
-    def forward(self, x):
-        if self.device != "cpu":
-            return self._forward_cuda_checked(x)
-        return super().forward(x)
-
-    def backward(self, dy):
-        if self.device != "cpu":
-            return self._backward_cuda_checked(dy)
-        return super().backward(dy)
-
-    def _forward_cuda_checked(self, x):
-        if not backend.is_device_array(x):
-            x = np.asarray(x)
-        dtype = np.dtype(x.dtype)
-        if dtype not in FLOAT_DTYPES:
-            raise TypeError(f"x: expected dtype float32 or float64, got {dtype}: use x.astype(np.float32)")
-        x = device_input(x, "x", (None, None, None, None), dtype, ("batch", "channels", "height", "width"))
-        y, saved = self._forward_cuda(x)
-        self._dtype = dtype
-        self._cache = (saved, x.shape, y.shape) if self.training else None
-        return y
-
-    def _backward_cuda_checked(self, dy):
-        if self._cache is None:
-            raise RuntimeError(
-                "backward: no forward pass to differentiate; call forward(x) in training mode (layer.train()) before backward(dy)"
-            )
-        saved, x_shape, y_shape = self._cache
-        dy = device_input(dy, "dy", y_shape, self._dtype)
-        self._cache = None
-        return self._backward_cuda(dy, saved, x_shape)
-
-
-class _Pool2D(_DevicePool):
+class _Pool2D(_Stateless):
     """Shared arguments and shape rules of the windowed pools."""
 
     _min_ndim = 4
@@ -178,7 +140,7 @@ class AvgPool2D(_Pool2D):
         return dx
 
 
-class GlobalAvgPool2D(_DevicePool):
+class GlobalAvgPool2D(_Stateless):
     """Mean over height and width: ``(N, C, H, W) -> (N, C)``."""
 
     _min_ndim = 4

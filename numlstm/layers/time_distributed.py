@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from numlstm import backend
 from numlstm._validation import as_array
 from numlstm.layers.base import Layer
 from numlstm.layers.registry import layer_from_config, layer_to_config
@@ -72,6 +73,21 @@ class TimeDistributed(Layer):
     def zero_grad(self) -> None:
         self.layer.zero_grad()
 
+    # -- device: everything lives in the inner layer -------------------------------------------------
+    def to(self, device: str) -> TimeDistributed:
+        """Move the inner layer to ``device``; returns self."""
+        self.layer.to(device)
+        self.device = self.layer.device
+        self._lead = None
+        return self
+
+    def _check_cuda_support(self) -> None:
+        self.layer._check_cuda_support()
+
+    def parameters(self, prefix: str = ""):
+        """The inner layer's ``Parameter`` objects (the same persistent ones)."""
+        return self.layer.parameters(prefix)
+
     def state_dict(self) -> dict[str, np.ndarray]:
         return self.layer.state_dict()
 
@@ -105,15 +121,20 @@ class TimeDistributed(Layer):
 
     def forward(self, x) -> np.ndarray:
         """x: (B, T, ...) -> y: (B, T, ...')."""
-        x = as_array(x, "x")
+        x = x if backend.is_device_array(x) else as_array(x, "x")
         if x.ndim < 3:
             raise ValueError(f"x: expected an array (batch, time, ...) with at least 3 dimensions, got shape {x.shape}")
         if x.shape[0] == 0 or x.shape[1] == 0:
             raise ValueError(f"x: expected non-empty batch and time axes, got shape {x.shape}")
-        B, T = x.shape[:2]
-        y = self.layer.forward(np.ascontiguousarray(x).reshape((B * T,) + x.shape[2:]))
+        B, T = x.shape[0], x.shape[1]
+        rest = tuple(x.shape[2:])
+        if not backend.is_device_array(x):
+            x = np.ascontiguousarray(x)
+        elif not x.is_c_contiguous():
+            raise ValueError(f"x: expected a C-contiguous device array, got a strided view of shape {tuple(x.shape)}")
+        y = self.layer.forward(x.reshape((B * T,) + rest))
         self._lead = (B, T) if self.training else None
-        return y.reshape((B, T) + y.shape[1:])
+        return y.reshape((B, T) + tuple(y.shape[1:]))
 
     def backward(self, dy) -> np.ndarray:
         """dy: (B, T, ...') -> dx: (B, T, ...); the inner layer accumulates its grads."""
@@ -122,9 +143,13 @@ class TimeDistributed(Layer):
                 "backward: no forward pass to differentiate; call forward(x) in training mode (layer.train()) before backward(dy)"
             )
         B, T = self._lead
-        dy = as_array(dy, "dy")
-        if dy.ndim < 2 or dy.shape[:2] != (B, T):
-            raise ValueError(f"dy: expected shape ({B}, {T}, ...) like the last output, got {dy.shape}")
+        dy = dy if backend.is_device_array(dy) else as_array(dy, "dy")
+        if dy.ndim < 2 or tuple(dy.shape[:2]) != (B, T):
+            raise ValueError(f"dy: expected shape ({B}, {T}, ...) like the last output, got {tuple(dy.shape)}")
+        if not backend.is_device_array(dy):
+            dy = np.ascontiguousarray(dy)
+        elif not dy.is_c_contiguous():
+            raise ValueError(f"dy: expected a C-contiguous device array, got a strided view of shape {tuple(dy.shape)}")
         self._lead = None
-        dx = self.layer.backward(np.ascontiguousarray(dy).reshape((B * T,) + dy.shape[2:]))
-        return dx.reshape((B, T) + dx.shape[1:])
+        dx = self.layer.backward(dy.reshape((B * T,) + tuple(dy.shape[2:])))
+        return dx.reshape((B, T) + tuple(dx.shape[1:]))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from numlstm import backend
 from numlstm._validation import as_array, check_array, check_bool, check_dtype, check_float, check_int, check_kernel_size
 from numlstm.layers.activation import ReLU
 from numlstm.layers.attention import AttentionLSTM
@@ -91,13 +92,14 @@ class _CNNSequenceModel(Model):
 
     def _check_frames(self, x) -> np.ndarray:
         C = self.in_channels
-        arr = as_array(x, "x")
+        arr = x if backend.is_device_array(x) else as_array(x, "x")
         if arr.ndim != 5:
             raise ValueError(
                 f"x: expected a 5-d array (batch, time, channels, height, width) of shape (?, ?, {C}, ?, ?), "
-                f"got shape {arr.shape}"
+                f"got shape {tuple(arr.shape)}"
             )
-        x = check_array(arr, "x", (None, None, C, None, None), self._dtype, _FRAME_AXES)
+        check = check_array if self.device == "cpu" else backend.device_input
+        x = check(arr, "x", (None, None, C, None, None), self._dtype, _FRAME_AXES)
         m = self.min_frame_size
         if x.shape[3] < m or x.shape[4] < m:
             raise ValueError(
@@ -346,7 +348,10 @@ class AttentionCNNLSTM(_CNNSequenceModel):
         L = self.layers
         fmap = self._call("encoder", L["encoder"].forward, x)  # (B, T, D, h, w)
         B, T, D, h, w = fmap.shape
-        a = np.ascontiguousarray(fmap.reshape(B, T, D, h * w).transpose(0, 1, 3, 2))  # (B, T, L, D)
+        if self.device == "cpu":
+            a = np.ascontiguousarray(fmap.reshape(B, T, D, h * w).transpose(0, 1, 3, 2))  # (B, T, L, D)
+        else:
+            a = backend.cuda_kernels().convlstm.swap_last(fmap.reshape(B, T, D, h * w), 2)
         hid = self._call("attention", L["attention"].forward, a, state=None)
         y = self._call("head", L["head"].forward, hid)
         self.attention_shape = (h, w)
@@ -367,5 +372,8 @@ class AttentionCNNLSTM(_CNNSequenceModel):
         self._cached = False
         da = self._call("attention", L["attention"].backward, dhid, None, dattention)  # (B, T, L, D)
         B, T, D, h, w = self._fmap_shape
-        dfmap = np.ascontiguousarray(da.transpose(0, 1, 3, 2)).reshape(B, T, D, h, w)
+        if self.device == "cpu":
+            dfmap = np.ascontiguousarray(da.transpose(0, 1, 3, 2)).reshape(B, T, D, h, w)
+        else:
+            dfmap = backend.cuda_kernels().convlstm.swap_last(da, 2).reshape(B, T, D, h, w)
         return self._call("encoder", L["encoder"].backward, dfmap)

@@ -15,6 +15,7 @@ import numbers
 
 import numpy as np
 
+from numlstm import backend
 from numlstm._validation import as_array, check_array, check_dtype, check_int, check_kernel_size
 from numlstm.layers.conv import Conv2D
 from numlstm.layers.convlstm import ConvLSTM
@@ -178,13 +179,40 @@ class EncoderForecaster(Model):
 
     def _check_frames(self, x) -> np.ndarray:
         C = self.in_channels
-        arr = as_array(x, "x")
+        arr = x if backend.is_device_array(x) else as_array(x, "x")
         if arr.ndim != 5:
             raise ValueError(
                 f"x: expected a 5-d array (batch, time, channels, height, width) of shape (?, ?, {C}, ?, ?), "
-                f"got shape {arr.shape}"
+                f"got shape {tuple(arr.shape)}"
             )
-        return check_array(arr, "x", (None, None, C, None, None), self._dtype, _FRAME_AXES)
+        check = check_array if self.device == "cpu" else backend.device_input
+        return check(arr, "x", (None, None, C, None, None), self._dtype, _FRAME_AXES)
+
+    def _concat_channels(self, arrays):
+        """``np.concatenate(arrays, axis=2)`` on the model's device."""
+        if self.device == "cpu":
+            return np.concatenate(arrays, axis=2)
+        glue = backend.cuda_kernels().convlstm
+        shape = tuple(arrays[0].shape)
+        out = backend.empty(shape[:2] + (sum(a.shape[2] for a in arrays),) + shape[3:], self._dtype, "cuda")
+        off = 0
+        for a in arrays:
+            glue.copy_channels(a, 0, out, off, a.shape[2])
+            off += a.shape[2]
+        return out
+
+    def _channels(self, a, lo: int, hi: int, add=None):
+        """``a[:, :, lo:hi]`` (C-contiguous), plus ``add`` when given, on the model's device."""
+        if self.device == "cpu":
+            part = a[:, :, lo:hi]
+            return np.ascontiguousarray(part) if add is None else part + add
+        glue = backend.cuda_kernels().convlstm
+        shape = tuple(a.shape)
+        out = backend.empty(shape[:2] + (hi - lo,) + shape[3:], self._dtype, "cuda")
+        glue.copy_channels(a, lo, out, 0, hi - lo)
+        if add is not None:
+            glue.copy_channels(add, 0, out, 0, hi - lo, add=True)
+        return out
 
     # -- forward / backward -----------------------------------------------------------------
     def forward(self, x) -> np.ndarray:
@@ -201,16 +229,17 @@ class EncoderForecaster(Model):
             inp = self._call(name, self.layers[name].forward, inp, state=None)
             states.append(self.layers[name].state)
             shapes[name] = inp.shape
-        inp = np.zeros((B, F, FORECASTER_INPUT_CHANNELS, H, W), dt)
+        inp = backend.zeros((B, F, FORECASTER_INPUT_CHANNELS, H, W), dt, self.device)
         hs = []
         for i in range(L):
             name = f"forecaster{i}"
             inp = self._call(name, self.layers[name].forward, inp, state=states[i])
             hs.append(inp)
             shapes[name] = inp.shape
-        cat = np.concatenate(hs, axis=2) if L > 1 else hs[0]
+        cat = self._concat_channels(hs) if L > 1 else hs[0]
         S = cat.shape[2]
-        z = self._call("head", self.layers["head"].forward, np.ascontiguousarray(cat.reshape(B * F, S, H, W)))
+        cat = cat.reshape(B * F, S, H, W)
+        z = self._call("head", self.layers["head"].forward, np.ascontiguousarray(cat) if self.device == "cpu" else cat)
         y = z.reshape(B, F, self.out_channels, H, W)
         shapes["head"] = y.shape
         self._output_shapes = shapes
@@ -232,7 +261,8 @@ class EncoderForecaster(Model):
             )
         B, T, H, W = self._geometry
         F, L, dt = self.future_steps, self.num_layers, self._dtype
-        dy = check_array(dy, "dy", (B, F, self.out_channels, H, W), dt, _FRAME_AXES)  # refused before anything is consumed
+        check = check_array if self.device == "cpu" else backend.device_input
+        dy = check(dy, "dy", (B, F, self.out_channels, H, W), dt, _FRAME_AXES)  # refused before anything is consumed
         self._cached = False
         S = sum(self.hidden_channels)
         dcat = self._call("head", self.layers["head"].backward, dy.reshape(B * F, self.out_channels, H, W))
@@ -242,12 +272,12 @@ class EncoderForecaster(Model):
         dnext = None
         for i in range(L - 1, -1, -1):
             name = f"forecaster{i}"
-            dh = dcat[:, :, offsets[i] : offsets[i + 1]]
-            dh = np.ascontiguousarray(dh) if dnext is None else dh + dnext
+            dh = self._channels(dcat, int(offsets[i]), int(offsets[i + 1]), dnext)
             dnext = self._call(name, self.layers[name].backward, dh, None)
             dstates[i] = self.layers[name].dstate
         # forecaster0's dnext is the gradient of the zero frames: not an input, dropped
-        dnext = np.zeros((B, T, self.hidden_channels[-1], H, W), dt)  # the top encoder's sequence output is unused
+        # the top encoder's sequence output is unused
+        dnext = backend.zeros((B, T, self.hidden_channels[-1], H, W), dt, self.device)
         for i in range(L - 1, -1, -1):
             name = f"encoder{i}"
             dnext = self._call(name, self.layers[name].backward, dnext, dstates[i])

@@ -253,3 +253,27 @@ def copy_channels(src, s_off, dst, d_off, n, add=False) -> None:
     N = src.size // (cs * P)
     blocks, tpb = grid_1d(N * n * P)
     _channels_kernel[blocks, tpb](src.reshape(N, cs, P), s_off, dst.reshape(N, cd, P), d_off, n, add)
+
+
+@cuda.jit
+def _swap12_kernel(src, dst):
+    # src: (N, A, R) -> dst: (N, R, A)
+    N, A, R = src.shape
+    for idx in range(cuda.grid(1), N * A * R, cuda.gridsize(1)):
+        r = idx % R
+        q = idx // R
+        a = q % A
+        n = q // A
+        dst[n, r, a] = src[n, a, r]
+
+
+def swap_last(src, lead: int):
+    """``src`` (d_0 .. d_{lead-1}, A, R) transposed to (d_0 .. d_{lead-1}, R, A) (C-contiguous device arrays)."""
+    shape = tuple(src.shape)
+    A, R = shape[lead], shape[lead + 1]
+    N = src.size // (A * R)
+    out = cuda.device_array(shape[:lead] + (R, A), src.dtype)
+    if src.size:
+        blocks, tpb = grid_1d(src.size)
+        _swap12_kernel[blocks, tpb](src.reshape(N, A, R), out.reshape(N, R, A))
+    return out
