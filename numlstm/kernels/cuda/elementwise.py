@@ -12,6 +12,7 @@ Arguments are C-contiguous device arrays of one dtype.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import cuda
 
@@ -180,11 +181,12 @@ SUM, SUM_SQUARES, SUM_ABS_POW, MAX_ABS = 0, 1, 2, 3
 
 def _make_reduce(dtype: np.dtype):
     zero = dtype.type(0)
+    nbtype = numba.from_dtype(dtype)  # a numba type: valid for typed arrays compiled and simulated
 
     @cuda.jit
     def _reduce_kernel(a, mode, p, out, slot):
         # one block: a: (n,) -> out[slot] = sum(a), sum(a*a), sum(|a|**p) or max(|a|)
-        sh = cuda.shared.array(0, dtype)
+        sh = cuda.shared.array(0, nbtype)
         tid = cuda.threadIdx.x
         nt = cuda.blockDim.x
         s = zero

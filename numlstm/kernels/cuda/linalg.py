@@ -10,7 +10,7 @@ One kernel computes every variant the layers need::
 Each block computes a ``GEMM_TILE x GEMM_TILE`` tile of ``out`` (one thread
 per output element); the K axis is walked in tiles staged in shared memory.
 The tile side comes from ``config.GEMM_TILE`` at call time: the shared
-arrays are dynamic (``cuda.shared.array(0, dtype)``, sized by the launch),
+arrays are dynamic (``cuda.shared.array(0, nbtype)``, sized by the launch),
 so one compiled kernel serves every tile size. Edge tiles are padded with
 zeros, so any M, N, K works.
 
@@ -20,6 +20,7 @@ CPU twins: ``numlstm.kernels.cpu.linalg`` (``matmul_into``, ``matmul_add``,
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import cuda
 
@@ -29,13 +30,13 @@ _KERNELS: dict = {}
 
 
 def _make_gemm(dtype: np.dtype):
-    # a np.dtype instance works for shared arrays both compiled and in the simulator
     zero = dtype.type(0)
+    nbtype = numba.from_dtype(dtype)  # a numba type: valid for typed arrays compiled and simulated
 
     @cuda.jit
     def _gemm_kernel(a, b, out, M, N, K, trans_a, trans_b, accumulate, tile):
         # a: (M, K) or (K, M); b: (K, N) or (N, K); out: (M, N)
-        sh = cuda.shared.array(0, dtype)
+        sh = cuda.shared.array(0, nbtype)
         tt = tile * tile
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 from numba import cuda
 
@@ -138,6 +139,7 @@ def _make_persistent(dtype: np.dtype, R: int) -> dict:
     serves R rows)."""
     one = dtype.type(1)
     zero = dtype.type(0)
+    nbtype = numba.from_dtype(dtype)  # a numba type: valid for typed arrays compiled and simulated
 
     @cuda.jit(device=True)
     def sigmoid(v):
@@ -147,7 +149,7 @@ def _make_persistent(dtype: np.dtype, R: int) -> dict:
     def persistent_forward(gates, whh_t, bias, h0, c0, lengths, reverse, y, hprev, cprev, hn, cn, stage_w):
         # block: rows b0 .. b0+R-1; whh_t: (H, 4H)
         # shared: h (R, H) | c (R, H) | a (R, 4H) | [W (H, 4H)]
-        sh = cuda.shared.array(0, dtype)
+        sh = cuda.shared.array(0, nbtype)
         T, B, H4 = gates.shape
         H = H4 // 4
         b0 = cuda.blockIdx.x * R
@@ -157,7 +159,7 @@ def _make_persistent(dtype: np.dtype, R: int) -> dict:
         cs = sh[R * H : 2 * R * H]
         a = sh[2 * R * H : 2 * R * H + R * H4]
         w = sh[2 * R * H + R * H4 :]
-        acc = cuda.local.array(R, dtype)
+        acc = cuda.local.array(R, nbtype)
         if stage_w:
             for j in range(tid, H * H4, nt):
                 w[j] = whh_t[j // H4, j % H4]
@@ -219,7 +221,7 @@ def _make_persistent(dtype: np.dtype, R: int) -> dict:
     def persistent_backward(gates, w_hh, lengths, reverse, cprev, dy, dhn, dcn, dh0, dc0, stage_w):
         # block: rows b0 .. b0+R-1; w_hh: (4H, H)
         # shared: dh (R, H) | dc (R, H) | da (R, 4H) | [W (4H, H)]
-        sh = cuda.shared.array(0, dtype)
+        sh = cuda.shared.array(0, nbtype)
         T, B, H4 = gates.shape
         H = H4 // 4
         b0 = cuda.blockIdx.x * R
@@ -229,7 +231,7 @@ def _make_persistent(dtype: np.dtype, R: int) -> dict:
         dcs = sh[R * H : 2 * R * H]
         da = sh[2 * R * H : 2 * R * H + R * H4]
         w = sh[2 * R * H + R * H4 :]
-        acc = cuda.local.array(R, dtype)
+        acc = cuda.local.array(R, nbtype)
         if stage_w:
             for j in range(tid, H * H4, nt):
                 w[j] = w_hh[j // H, j % H]
