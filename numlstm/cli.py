@@ -162,7 +162,7 @@ def main(argv=None) -> int:
 # -- training ---------------------------------------------------------------------------------------------------
 
 # settings of `numlstm demo` (a few minutes on 2 cores) and of --quick (seconds)
-_DEMO = {"epochs": 200, "epoch_size": 256, "val_size": 64, "lr": 2e-3, "minutes": 4.0}
+_DEMO = {"epochs": 200, "epoch_size": 256, "val_size": 64, "lr": 1e-2, "minutes": 4.0}
 _QUICK = {"epochs": 2, "epoch_size": 8, "val_size": 4, "lr": 5e-3, "minutes": None}
 _TRAIN = {"epochs": 10, "epoch_size": 512, "val_size": 128, "lr": 2e-3, "minutes": None}
 

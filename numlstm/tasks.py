@@ -256,10 +256,15 @@ def copy_last_frame_cross_entropy(x: np.ndarray, target: np.ndarray) -> tuple[fl
 
 
 def frame_metrics(logits: np.ndarray, x: np.ndarray, y: np.ndarray) -> dict:
-    """Cross-entropy per sequence of the model and of the copy-last-frame
-    baseline, and the mean squared error per frame (pixels in [0, 1])."""
+    """Cross-entropy per sequence of the model, of the copy-last-frame
+    baseline and of a forecast with every pixel at the mean brightness of the
+    true future (it knows nothing of motion), and the mean squared error per
+    frame (pixels in [0, 1])."""
     ce = sequence_cross_entropy(logits, y)
     base, eps = copy_last_frame_cross_entropy(x, y)
+    # a forecast with no motion in it: every pixel at the mean brightness of the true future
+    m = float(np.clip(np.mean(y), 1e-6, 1 - 1e-6))
+    constant = sequence_cross_entropy(np.full(y.shape, np.log(m / (1 - m))), y)
     prob = 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
     n_frames = y.shape[0] * y.shape[1]
     mse = float(((prob - y) ** 2).sum() / n_frames)
@@ -269,6 +274,7 @@ def frame_metrics(logits: np.ndarray, x: np.ndarray, y: np.ndarray) -> dict:
         "cross_entropy_per_sequence": ce,
         "copy_last_frame_cross_entropy_per_sequence": base,
         "copy_last_frame_eps": eps,
+        "mean_brightness_cross_entropy_per_sequence": constant,
         "mse_per_frame": mse,
         "copy_last_frame_mse_per_frame": mse_copy,
     }

@@ -70,7 +70,7 @@ def main() -> None:
     ap.add_argument("--epoch-size", type=int, default=256, help="sequences per epoch (fresh each epoch)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--val", type=int, default=256, help="held-out sequences")
-    ap.add_argument("--kernel", type=int, default=5)
+    ap.add_argument("--kernel", type=int, default=3)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--frames", type=int, default=10, help="input frames = predicted frames")
     ap.add_argument("--lr", type=float, default=2e-3)
