@@ -367,6 +367,62 @@ def run_timings(smoke: bool, torch, reps: int) -> list[dict]:
     return rows
 
 
+# -- (c) compile check without a GPU -----------------------------------------------------------------
+
+
+def compile_all(cc=(9, 0)) -> list[tuple[str, str]]:
+    """Compile every core CUDA kernel to PTX for compute capability ``cc``
+    with the argument types the drivers launch them with: catches what the
+    simulator accepts but the CUDA target does not, on a machine with the
+    CUDA toolkit (NVVM) and no GPU. Returns (kernel, "ok" or the error)."""
+    from numba import cuda, types
+
+    from numlstm.kernels.cuda import activations, dense, elementwise, linalg, losses, lstm, optim
+
+    i64, b1 = types.int64, types.boolean
+    out = []
+    for dt in (np.dtype(np.float32), np.dtype(np.float64)):
+        f = types.float32 if dt == np.float32 else types.float64
+        v, m, t3 = (types.Array(f, n, "C") for n in (1, 2, 3))
+        iv = types.Array(i64, 1, "C")
+        per = lstm._persistent_kernels(dt, 2)
+        k = lstm._kernels(dt)
+        sigs = {
+            "gemm": (linalg._kernel(dt), (m, m, m, i64, i64, i64, b1, b1, b1, i64)),
+            "fill": (elementwise._fill_kernel, (v, f)),
+            "fill_int": (elementwise._fill_kernel, (iv, i64)),
+            "binary": (elementwise._binary_kernel, (v, v, v, i64)),
+            "scale": (elementwise._scale_kernel, (v, f, v)),
+            "swap01": (elementwise._swap01_kernel, (t3, t3)),
+            "copy_cols": (elementwise._copy_cols_kernel, (m, i64, m, i64, i64, b1)),
+            "col_sum": (elementwise._col_sum_kernel, (m, v, b1)),
+            "reduce": (elementwise._make_reduce(dt), (v, i64, f, v, i64)),
+            "argmax": (elementwise._argmax_kernel, (m, iv)),
+            "act_forward": (activations._forward_kernel, (v, v, i64)),
+            "act_backward": (activations._backward_kernel, (v, v, v, i64)),
+            "add_bias": (dense._add_bias_kernel, (m, v)),
+            "sgd": (optim._sgd_kernel, (v, v, v, f, f, f, b1, b1)),
+            "adam": (optim._adam_kernel, (v, v, v, v) + (f,) * 9),
+            "rmsprop": (optim._rmsprop_kernel, (v, v, v, v) + (f,) * 6),
+            "ce_forward": (losses._ce_forward_kernel, (m, iv, f, m, v)),
+            "ce_backward": (losses._ce_backward_kernel, (m, iv, f, f, f, v, b1, m)),
+            "bce_forward": (losses._bce_forward_kernel, (v, v, v, b1, v, v)),
+            "bce_backward": (losses._bce_backward_kernel, (v, v, b1, v, f, v, b1, v)),
+            "lstm_forward_step": (k["forward_step"], (i64, t3, m, v, m, m, t3, t3, t3, iv)),
+            "lstm_backward_step": (k["backward_step"], (i64, i64, t3, m, m, t3, t3, m, iv)),
+            "lstm_backward_finish": (k["backward_finish"], (i64, m, m, m, iv, m, m)),
+            "lstm_persistent_forward": (per["persistent_forward"], (t3, m, v, m, m, iv, b1, t3, t3, t3, m, m, b1)),
+            "lstm_persistent_backward": (per["persistent_backward"], (t3, m, iv, b1, t3, t3, m, m, m, m, b1)),
+        }
+        for name, (kernel, sig) in sigs.items():
+            try:
+                cuda.compile_ptx(kernel.py_func, sig, cc=cc)
+                out.append((f"{name} {dt.name}", "ok"))
+            except Exception as exc:  # report every failure, not only the first
+                out.append((f"{name} {dt.name}", f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"))
+    return out
+
+
 # -- report ----------------------------------------------------------------------------------------
 
 
@@ -416,7 +472,15 @@ def main(argv=None) -> int:
     ap.add_argument("--no-torch", action="store_true", help="time numlstm only")
     ap.add_argument("--no-timings", action="store_true", help="run the checks only")
     ap.add_argument("--reps", type=int, default=None, help="timed repetitions per configuration")
+    ap.add_argument(
+        "--ptx", action="store_true", help="only compile every core kernel to PTX (needs the CUDA toolkit's NVVM, no GPU)"
+    )
     args = ap.parse_args(argv)
+    if args.ptx:
+        results = compile_all()
+        for name, status in results:
+            print(f"  {name:<36} {status}")
+        return 0 if all(s == "ok" for _, s in results) else 1
     if not backend.cuda_available():
         print("no CUDA device (and the simulator is off): nothing to check; see docs/gpu.md")
         return 2

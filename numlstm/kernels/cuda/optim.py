@@ -35,13 +35,6 @@ def _sgd_kernel(param, grad, buf, lr, momentum, weight_decay, nesterov, first):
         param[k] = param[k] + neg_lr * g
 
 
-@cuda.jit(device=True)
-def _lerp(start, end, weight, one_minus_weight):
-    if abs(weight) < 0.5:
-        return start + weight * (end - start)
-    return end - (end - start) * one_minus_weight
-
-
 @cuda.jit
 def _adam_kernel(
     param, grad, exp_avg, exp_avg_sq, w1, w1c, beta2, one_minus_beta2, weight_decay, decay, neg_step_size, bc2_sqrt, eps
@@ -53,7 +46,12 @@ def _adam_kernel(
             g = g + weight_decay * p
         if decay != 1:
             p = p * decay
-        m = _lerp(exp_avg[k], g, w1, w1c)
+        # PyTorch's lerp, written out (exact at both ends; the branch by |weight| < 0.5)
+        m0 = exp_avg[k]
+        if abs(w1) < 0.5:
+            m = m0 + w1 * (g - m0)
+        else:
+            m = g - (g - m0) * w1c
         v = exp_avg_sq[k] * beta2
         v = v + one_minus_beta2 * g * g
         exp_avg[k] = m
