@@ -115,3 +115,24 @@ def test_encoder_forecaster_training_step():
     x = rng.standard_normal((2, 2, 1, 3, 3))
     y = rng.uniform(0, 1, (2, 2, 1, 3, 3))
     _same_training(make, "bce", x, y)
+
+
+def test_round_trip_to_cpu_keeps_buffers_and_state():
+    rng = np.random.default_rng(5)
+    bn = numlstm.BatchNorm2D(2, dtype=np.float64).to("cuda")
+    bn(rng.standard_normal((2, 2, 3, 3)))
+    assert backend.is_device_array(bn.buffers["running_mean"])
+    stats = {k: backend.to_numpy(v) for k, v in bn.buffers.items()}
+    bn.to("cpu")
+    for k, v in stats.items():
+        assert isinstance(bn.buffers[k], np.ndarray) and np.array_equal(bn.buffers[k], v)
+    layer = numlstm.ConvLSTM(1, 2, 3, peephole=True, frame_size=(3, 3), dtype=np.float64, seed=0).to("cuda")
+    x = rng.standard_normal((1, 2, 1, 3, 3))
+    y = backend.to_numpy(layer(x))
+    assert all(backend.is_device_array(s) for s in layer.state)
+    layer.to("cpu")
+    assert all(isinstance(s, np.ndarray) for s in layer.state)
+    assert isinstance(layer.params["peephole_i_l0"], np.ndarray)
+    assert rel(layer(x), y) < 1e-12
+    with pytest.raises(RuntimeError, match="no forward pass"):
+        numlstm.Conv2D(1, 1, 3, dtype=np.float64).to("cuda").backward(np.zeros((1, 1, 1, 1)))
