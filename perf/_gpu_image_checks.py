@@ -38,7 +38,13 @@ CONVLSTM_SMOKE = (1, 2, 1, 2, 3, 3, 3)
 
 #: launch configuration on the simulator (each simulated thread is a Python
 #: thread: a 256-thread block costs seconds); real GPUs keep the defaults
-_SIMULATOR_CONFIG = {"THREADS_PER_BLOCK": 8, "REDUCE_THREADS": 8, "SPLIT_REDUCE_THREADS": 16, "ATTENTION_THREADS": 4}
+_SIMULATOR_CONFIG = {
+    "THREADS_PER_BLOCK": 8,
+    "REDUCE_THREADS": 8,
+    "SPLIT_REDUCE_THREADS": 16,
+    "SPLIT_REDUCE_MIN_LANES": 2,
+    "ATTENTION_THREADS": 4,
+}
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ def _small_launches(monkeypatch):
     monkeypatch.setattr(config, "MAX_BLOCKS", 5)
     monkeypatch.setattr(config, "REDUCE_THREADS", 4)
     monkeypatch.setattr(config, "SPLIT_REDUCE_THREADS", 16)
+    monkeypatch.setattr(config, "SPLIT_REDUCE_MIN_LANES", 2)
 
 
 def rel(a, b):

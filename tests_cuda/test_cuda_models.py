@@ -16,6 +16,7 @@ TOL = 1e-11  # a few optimizer steps on top of 1e-12 kernels
 @pytest.fixture(autouse=True)
 def _image_launches(monkeypatch):
     monkeypatch.setattr(config, "SPLIT_REDUCE_THREADS", 16)
+    monkeypatch.setattr(config, "SPLIT_REDUCE_MIN_LANES", 2)
     monkeypatch.setattr(config, "ATTENTION_THREADS", 4)
 
 

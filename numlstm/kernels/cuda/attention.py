@@ -450,19 +450,21 @@ def _matmul_kernel(a, b, trans_b, bias, has_bias, acc, out):
 
 
 @cuda.jit
-def _matmul_tn_kernel(a, b, chunk, partial):
-    # partial (S, K1, K2) <- a[rows of chunk s]^T @ b[rows of chunk s]; a (M, K1), b (M, K2)
+def _matmul_tn_kernel(a, b, partial):
+    # a (M, K1), b (M, K2); partial (K1*K2, S) <- lane s of each output's sum over
+    # the rows m = s, s + S, ...
     M, K1 = a.shape
-    S, _, K2 = partial.shape
-    for idx in range(cuda.grid(1), S * K1 * K2, cuda.gridsize(1)):
-        j = idx % K2
-        r = idx // K2
-        i = r % K1
-        s = r // K1
+    K2 = b.shape[1]
+    S = partial.shape[1]
+    for idx in range(cuda.grid(1), K1 * K2 * S, cuda.gridsize(1)):
+        s = idx % S
+        q = idx // S
+        j = q % K2
+        i = q // K2
         acc = partial.dtype.type(0)
-        for m in range(s * chunk, min(M, (s + 1) * chunk)):
+        for m in range(s, M, S):
             acc += a[m, i] * b[m, j]
-        partial[s, i, j] = acc
+        partial[q, s] = acc
 
 
 def matmul(a, b, out, trans_b=False, bias=None, accumulate=False) -> None:
@@ -478,12 +480,10 @@ def matmul_tn_acc(a, b, out) -> None:
     """out (K1, K2) += a (M, K1)^T @ b (M, K2) (a split reduction over M, no atomics)."""
     if out.size == 0:
         return
-    M = a.shape[0]
-    S = split_count(out.size, M)
-    partial = cuda.device_array((S,) + tuple(out.shape), out.dtype)
-    blocks, tpb = grid_1d(partial.size)
-    _matmul_tn_kernel[blocks, tpb](a, b, -(-M // S), partial)
-    add_partials(partial.reshape(S, out.size), out)
+    S = split_count(out.size, a.shape[0])
+    partial = cuda.device_array((out.size, S), out.dtype)
+    _matmul_tn_kernel[grid_1d(partial.size)](a, b, partial)
+    add_partials(partial, out)
 
 
 def col_sum(a, out) -> None:
@@ -493,25 +493,25 @@ def col_sum(a, out) -> None:
 
 
 @cuda.jit
-def _col_sum_kernel(a, chunk, partial):
-    # a: (M, K), any strides; partial: (S, K) <- sums over the rows of chunk s
+def _col_sum_kernel(a, partial):
+    # a: (M, K), any strides; partial: (K, S) <- lane s of each column's sum (rows s, s + S, ...)
     M, K = a.shape
-    S = partial.shape[0]
-    for idx in range(cuda.grid(1), S * K, cuda.gridsize(1)):
-        k = idx % K
-        s = idx // K
+    S = partial.shape[1]
+    for idx in range(cuda.grid(1), K * S, cuda.gridsize(1)):
+        s = idx % S
+        k = idx // S
         acc = partial.dtype.type(0)
-        for m in range(s * chunk, min(M, (s + 1) * chunk)):
+        for m in range(s, M, S):
             acc += a[m, k]
-        partial[s, k] = acc
+        partial[k, s] = acc
 
 
 def col_sum_strided(a, out) -> None:
     """out (K,) += a (M, K) summed over rows, for a strided 2-d view ``a``."""
     M, K = a.shape
     S = split_count(K, M)
-    partial = cuda.device_array((S, K), out.dtype)
-    _col_sum_kernel[grid_1d(S * K)](a, -(-M // S), partial)
+    partial = cuda.device_array((K, S), out.dtype)
+    _col_sum_kernel[grid_1d(K * S)](a, partial)
     add_partials(partial, out)
 
 

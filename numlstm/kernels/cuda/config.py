@@ -55,6 +55,10 @@ PERSISTENT = None
 ATTENTION_THREADS = 128
 
 #: split reductions (convolution weight/bias gradients, the image layers'
-#: matrix products over batch*time): the terms are cut into chunks so that
-#: about this many threads each sum one chunk of one output
+#: matrix products over batch*time): each output's sum is split over lanes
+#: (lane s adds terms s, s + S, ...) so that about this many threads run ...
 SPLIT_REDUCE_THREADS = 65536
+
+#: ... and at least this many lanes per output (a warp: the lanes of one sum
+#: are neighbouring threads reading neighbouring terms, so their loads coalesce)
+SPLIT_REDUCE_MIN_LANES = 32

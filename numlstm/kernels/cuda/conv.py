@@ -11,10 +11,11 @@ Direct convolution, no im2col buffer:
   ``(c, i, j)`` with the out-of-image taps skipped (zero padding);
 * backward dx: one thread per INPUT element, a gather over the output pixels
   whose window covers it (no atomics, so the result is deterministic);
-* backward dW / db: a split reduction: one thread per (chunk of the
-  ``(n, oy, ox)`` terms, weight element) writes a partial sum, a second
-  launch adds the partials in order (no atomics, no barriers; the chunk count
-  fills the GPU, ``config.SPLIT_REDUCE_THREADS``).
+* backward dW / db: a split reduction: S lanes per weight element, lane s
+  summing the terms ``s, s + S, ...`` of the ``(n, oy, ox)`` pixels (the
+  lanes of one weight are neighbouring threads reading neighbouring pixels:
+  coalesced loads), then a second launch adds the lanes in order (no atomics,
+  no barriers, deterministic; ``config.SPLIT_REDUCE_*``).
 
 Pooling is the same: one thread per output element forward, one per input
 element backward (gather over the windows that contain it; for max pooling
@@ -131,33 +132,35 @@ def _conv2d_backward_dx_kernel(w, dy, sh, sw, pt, pl, dh, dw, dx):
 
 
 def split_count(outputs: int, length: int) -> int:
-    """Chunks S of a split reduction over ``length`` terms for ``outputs`` sums:
-    enough threads (``outputs * S``) to fill the GPU, at least one term a chunk."""
-    target = int(config.SPLIT_REDUCE_THREADS)
-    return max(1, min(int(length), -(-target // max(1, int(outputs)))))
+    """Lanes S of a split reduction of ``length`` terms for each of ``outputs``
+    sums: at least ``config.SPLIT_REDUCE_MIN_LANES`` (a warp: the lanes of one
+    sum read consecutive terms, so their loads coalesce) and enough that
+    ``outputs * S`` threads fill the GPU (``config.SPLIT_REDUCE_THREADS``),
+    never more than there are terms."""
+    target = -(-int(config.SPLIT_REDUCE_THREADS) // max(1, int(outputs)))
+    return max(1, min(int(length), max(int(config.SPLIT_REDUCE_MIN_LANES), target)))
 
 
 @cuda.jit
-def _conv2d_backward_dw_kernel(x, dy, sh, sw, pt, pl, dh, dw, chunk, partial):
-    # x: (N, C, H, W); dy: (N, O, H', W'); partial: (S, O, C, kh, kw) <- the sum over
-    # the terms m in [s*chunk, (s+1)*chunk) of m = (n, oy, ox); one thread per (s, weight)
+def _conv2d_backward_dw_kernel(x, dy, sh, sw, pt, pl, dh, dw, kh, kw, partial):
+    # x: (N, C, H, W); dy: (N, O, H', W'); partial: (O*C*kh*kw, S) <- lane s of each
+    # weight's sum: the terms m = (n, oy, ox) = s, s + S, s + 2S, ... (neighbouring
+    # threads are neighbouring lanes of one weight: they read neighbouring pixels)
     N, C, H, W = x.shape
-    O, ho, wo = dy.shape[1], dy.shape[2], dy.shape[3]
-    S, _, _, kh, kw = partial.shape
-    nw = O * C * kh * kw
+    ho, wo = dy.shape[2], dy.shape[3]
+    K, S = partial.shape
     M = N * ho * wo
-    for idx in range(cuda.grid(1), S * nw, cuda.gridsize(1)):
-        j = idx % kw
-        r = idx // kw
+    for idx in range(cuda.grid(1), K * S, cuda.gridsize(1)):
+        s = idx % S
+        widx = idx // S
+        j = widx % kw
+        r = widx // kw
         i = r % kh
         r //= kh
         c = r % C
-        r //= C
-        o = r % O
-        s = r // O
+        o = r // C
         acc = partial.dtype.type(0)
-        m1 = min(M, (s + 1) * chunk)
-        for m in range(s * chunk, m1):
+        for m in range(s, M, S):
             ox = m % wo
             r2 = m // wo
             oy = r2 % ho
@@ -166,38 +169,38 @@ def _conv2d_backward_dw_kernel(x, dy, sh, sw, pt, pl, dh, dw, chunk, partial):
             ix = ox * sw - pl + j * dw
             if 0 <= iy < H and 0 <= ix < W:
                 acc += dy[n, o, oy, ox] * x[n, c, iy, ix]
-        partial[s, o, c, i, j] = acc
+        partial[widx, s] = acc
 
 
 @cuda.jit
-def _channel_sum_kernel(dy, chunk, partial):
-    # dy: (N, O, P); partial: (S, O) <- the sum of dy[n, o, p] over the terms
-    # m = n*P + p in [s*chunk, (s+1)*chunk)
+def _channel_sum_kernel(dy, partial):
+    # dy: (N, O, P); partial: (O, S) <- lane s of each channel's sum over the terms
+    # m = n*P + p = s, s + S, ...
     N, O, P = dy.shape
-    S = partial.shape[0]
-    for idx in range(cuda.grid(1), S * O, cuda.gridsize(1)):
-        o = idx % O
-        s = idx // O
+    S = partial.shape[1]
+    for idx in range(cuda.grid(1), O * S, cuda.gridsize(1)):
+        s = idx % S
+        o = idx // S
         acc = partial.dtype.type(0)
-        for m in range(s * chunk, min(N * P, (s + 1) * chunk)):
+        for m in range(s, N * P, S):
             acc += dy[m // P, o, m % P]
-        partial[s, o] = acc
+        partial[o, s] = acc
 
 
 @cuda.jit
 def _add_partials_kernel(partial, out):
-    # partial: (S, K); out: (K,) += sum over s (in order: deterministic)
-    S, K = partial.shape
+    # partial: (K, S); out: (K,) += sum over the lanes s (in order: deterministic)
+    K, S = partial.shape
     for k in range(cuda.grid(1), K, cuda.gridsize(1)):
         acc = partial.dtype.type(0)
         for s in range(S):
-            acc += partial[s, k]
+            acc += partial[k, s]
         out[k] += acc
 
 
 def add_partials(partial, out) -> None:
-    """out (any shape, K elements) += partial (S, K) summed over S."""
-    K = partial.shape[1]
+    """out (any shape, K elements) += partial (K, S) summed over the S lanes."""
+    K = partial.shape[0]
     _add_partials_kernel[grid_1d(K)](partial, out.reshape(K))
 
 
@@ -235,17 +238,19 @@ def conv2d_backward_dx(w, dy, stride, pads, dilation, dx) -> None:
 def conv2d_backward_dw(x, dy, stride, pads, dilation, dw_acc) -> None:
     """dw_acc (O, C, kh, kw) += the weight gradient of ``conv2d_forward`` (x (N, C, H, W), dy (N, O, H', W')).
 
-    A split reduction: threads over (chunk of the N*H'*W' terms, weight element)
-    write partial sums, a second launch adds them in order (no atomics)."""
+    A split reduction: S lanes per weight element each sum every S-th term of
+    the N*H'*W' pixels, a second launch adds the lanes in order (no atomics,
+    no barriers; deterministic)."""
     sh, sw = stride
     pt, _, pl, _ = pads
     dh, dw = dilation
     M = dy.shape[0] * dy.shape[2] * dy.shape[3]
     S = split_count(dw_acc.size, M)
-    partial = cuda.device_array((S,) + tuple(dw_acc.shape), dw_acc.dtype)
+    partial = cuda.device_array((dw_acc.size, S), dw_acc.dtype)
     blocks, tpb = grid_1d(partial.size)
-    _conv2d_backward_dw_kernel[blocks, tpb](x, dy, sh, sw, pt, pl, dh, dw, -(-M // S), partial)
-    add_partials(partial.reshape(S, dw_acc.size), dw_acc)
+    kh, kw = dw_acc.shape[2], dw_acc.shape[3]
+    _conv2d_backward_dw_kernel[blocks, tpb](x, dy, sh, sw, pt, pl, dh, dw, kh, kw, partial)
+    add_partials(partial, dw_acc)
 
 
 def channel_sum(dy, db_acc) -> None:
@@ -253,9 +258,9 @@ def channel_sum(dy, db_acc) -> None:
     N, O = dy.shape[0], dy.shape[1]
     P = dy.size // max(1, N * O)
     S = split_count(O, N * P)
-    partial = cuda.device_array((S, O), db_acc.dtype)
-    blocks, tpb = grid_1d(S * O)
-    _channel_sum_kernel[blocks, tpb](dy.reshape(N, O, P), -(-(N * P) // S), partial)
+    partial = cuda.device_array((O, S), db_acc.dtype)
+    blocks, tpb = grid_1d(O * S)
+    _channel_sum_kernel[blocks, tpb](dy.reshape(N, O, P), partial)
     add_partials(partial, db_acc)
 
 
