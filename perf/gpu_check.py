@@ -388,7 +388,7 @@ def compile_all(cc=(9, 0)) -> list[tuple[str, str]]:
         per = lstm._persistent_kernels(dt, 2)
         k = lstm._kernels(dt)
         sigs = {
-            "gemm": (linalg._kernel(dt), (m, m, m, i64, i64, i64, b1, b1, b1, i64)),
+            "gemm": (linalg._kernel(dt), (m, m, m, i64, i64, i64, b1, b1, b1, i64, i64)),
             "fill": (elementwise._fill_kernel, (v, f)),
             "fill_int": (elementwise._fill_kernel, (iv, i64)),
             "binary": (elementwise._binary_kernel, (v, v, v, i64)),

@@ -42,6 +42,8 @@ def small_launches(monkeypatch):
     monkeypatch.setattr(config, "THREADS_PER_BLOCK", 8)
     monkeypatch.setattr(config, "MAX_BLOCKS", 64)
     monkeypatch.setattr(config, "GEMM_TILE", 4)
+    monkeypatch.setattr(config, "GEMM_THREAD_TILE", 2)
+    monkeypatch.setattr(config, "GEMM_TILE_K", 3)
     monkeypatch.setattr(config, "REDUCE_THREADS", 8)
     monkeypatch.setattr(config, "PERSISTENT_THREADS", 4)
     monkeypatch.setattr(config, "PERSISTENT", None)

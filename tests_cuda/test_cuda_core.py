@@ -55,6 +55,23 @@ def test_gemm_every_variant(dtype):
                 assert rel(out, out0 + prod if acc else prod) < tol, (ta, tb, acc)
 
 
+@pytest.mark.parametrize("tile, thread_tile, tile_k", [(4, 1, 4), (4, 4, 2), (6, 3, 5)])
+def test_gemm_launch_shapes(tile, thread_tile, tile_k, small_launches):
+    small_launches.GEMM_TILE, small_launches.GEMM_THREAD_TILE, small_launches.GEMM_TILE_K = tile, thread_tile, tile_k
+    rng = np.random.default_rng(4)
+    a, b = rng.standard_normal((7, 5)), rng.standard_normal((6, 5))
+    out = backend.empty((7, 6), np.float64, "cuda")
+    linalg.gemm(backend.to_device(a, "cuda"), backend.to_device(b, "cuda"), out, trans_b=True)
+    assert rel(out, a @ b.T) < TOL
+
+
+def test_gemm_tile_must_be_a_multiple(small_launches):
+    small_launches.GEMM_TILE, small_launches.GEMM_THREAD_TILE = 6, 4
+    d = backend.zeros((2, 2), np.float64, "cuda")
+    with pytest.raises(ValueError, match="GEMM_TILE"):
+        linalg.gemm(d, d, d)
+
+
 def test_elementwise_kernels():
     rng = np.random.default_rng(2)
     a = rng.standard_normal((3, 4, 5))

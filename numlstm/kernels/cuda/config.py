@@ -15,9 +15,17 @@ THREADS_PER_BLOCK = 256
 #: so a huge array does not need a huge grid
 MAX_BLOCKS = 4096
 
-#: side of the square shared-memory tiles of the GEMM (threads per block =
-#: GEMM_TILE ** 2; shared memory = 2 * GEMM_TILE ** 2 elements)
-GEMM_TILE = 16
+#: side of the square tile of the output each GEMM block computes ...
+GEMM_TILE = 64
+
+#: ... with each thread accumulating a GEMM_THREAD_TILE x GEMM_THREAD_TILE
+#: sub-tile in registers (threads per block = (GEMM_TILE / GEMM_THREAD_TILE)**2;
+#: GEMM_TILE must be a multiple of it) ...
+GEMM_THREAD_TILE = 4
+
+#: ... walking K in slices of this many (shared memory = 2 * GEMM_TILE *
+#: GEMM_TILE_K elements: 8 KiB in float32 with the defaults)
+GEMM_TILE_K = 16
 
 #: threads per block of the reductions (sums for bias gradients, norms, losses);
 #: a power of two

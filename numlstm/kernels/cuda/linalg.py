@@ -1,4 +1,4 @@
-"""Matrix products on the GPU: a tiled shared-memory GEMM in ``@cuda.jit``.
+"""Matrix products on the GPU: a register-tiled shared-memory GEMM in ``@cuda.jit``.
 
 Numba has no cuBLAS binding, so the LSTM's products run through this kernel.
 One kernel computes every variant the layers need::
@@ -7,12 +7,19 @@ One kernel computes every variant the layers need::
     out += op(a) @ op(b)          accumulate=True
     op(a) = a or a^T (trans_a),   op(b) = b or b^T (trans_b)
 
-Each block computes a ``GEMM_TILE x GEMM_TILE`` tile of ``out`` (one thread
-per output element); the K axis is walked in tiles staged in shared memory.
-The tile side comes from ``config.GEMM_TILE`` at call time: the shared
-arrays are dynamic (``cuda.shared.array(0, nbtype)``, sized by the launch),
-so one compiled kernel serves every tile size. Edge tiles are padded with
-zeros, so any M, N, K works.
+Each block computes a ``GEMM_TILE x GEMM_TILE`` tile of ``out`` with
+``(GEMM_TILE / GEMM_THREAD_TILE)**2`` threads, each accumulating a
+``GEMM_THREAD_TILE x GEMM_THREAD_TILE`` sub-tile in registers (every value
+read from shared memory feeds GEMM_THREAD_TILE multiply-adds instead of one).
+The K axis is walked in slices of ``GEMM_TILE_K`` staged in shared memory;
+the global loads are arranged so that neighbouring threads read neighbouring
+addresses for every transpose variant. Edge tiles are padded with zeros, so
+any M, N, K works.
+
+``GEMM_TILE`` and ``GEMM_TILE_K`` are launch arguments (the shared arrays are
+dynamic, ``cuda.shared.array(0, nbtype)``); ``GEMM_THREAD_TILE`` sizes the
+per-thread accumulator, a compile-time constant, so it keys the compiled
+kernel. All are read from ``config`` at call time.
 
 CPU twins: ``numlstm.kernels.cpu.linalg`` (``matmul_into``, ``matmul_add``,
 ``matmul_tn_add``).
@@ -29,50 +36,82 @@ from numlstm.kernels.cuda import config
 _KERNELS: dict = {}
 
 
-def _make_gemm(dtype: np.dtype):
+def _make_gemm(dtype: np.dtype, TT: int):
     zero = dtype.type(0)
     nbtype = numba.from_dtype(dtype)  # a numba type: valid for typed arrays compiled and simulated
+    TT2 = TT * TT  # a closure constant: local array sizes must be compile-time constants
 
     @cuda.jit
-    def _gemm_kernel(a, b, out, M, N, K, trans_a, trans_b, accumulate, tile):
+    def _gemm_kernel(a, b, out, M, N, K, trans_a, trans_b, accumulate, tile, tile_k):
         # a: (M, K) or (K, M); b: (K, N) or (N, K); out: (M, N)
+        # shared: As (tile_k, tile) | Bs (tile_k, tile), both k-major
         sh = cuda.shared.array(0, nbtype)
-        tt = tile * tile
+        bs0 = tile_k * tile
+        acc = cuda.local.array(TT2, nbtype)
+        ar = cuda.local.array(TT, nbtype)
+        br = cuda.local.array(TT, nbtype)
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y
-        row = cuda.blockIdx.y * tile + ty
-        col = cuda.blockIdx.x * tile + tx
-        s = zero
-        for k0 in range(0, K, tile):
-            # sa[ty, tx] = op(a)[row, k0 + tx]
-            kk = k0 + tx
-            v = zero
-            if row < M and kk < K:
-                v = a[kk, row] if trans_a else a[row, kk]
-            sh[ty * tile + tx] = v
-            # sb[ty, tx] = op(b)[k0 + ty, col]
-            kk = k0 + ty
-            v = zero
-            if col < N and kk < K:
-                v = b[col, kk] if trans_b else b[kk, col]
-            sh[tt + ty * tile + tx] = v
+        side = cuda.blockDim.x  # tile // TT threads per side
+        tid = ty * side + tx
+        nt = side * cuda.blockDim.y
+        row0 = cuda.blockIdx.y * tile
+        col0 = cuda.blockIdx.x * tile
+        for q in range(TT2):
+            acc[q] = zero
+        for k0 in range(0, K, tile_k):
+            # stage op(a)[row0:row0+tile, k0:k0+tile_k] and op(b)[k0:k0+tile_k, col0:col0+tile]
+            for idx in range(tid, tile * tile_k, nt):
+                if trans_a:  # a[k, i]: consecutive threads walk i
+                    i = idx % tile
+                    k = idx // tile
+                else:  # a[i, k]: consecutive threads walk k
+                    k = idx % tile_k
+                    i = idx // tile_k
+                v = zero
+                if row0 + i < M and k0 + k < K:
+                    v = a[k0 + k, row0 + i] if trans_a else a[row0 + i, k0 + k]
+                sh[k * tile + i] = v
+                if trans_b:  # b[j, k]: consecutive threads walk k
+                    k = idx % tile_k
+                    j = idx // tile_k
+                else:  # b[k, j]: consecutive threads walk j
+                    j = idx % tile
+                    k = idx // tile
+                v = zero
+                if col0 + j < N and k0 + k < K:
+                    v = b[col0 + j, k0 + k] if trans_b else b[k0 + k, col0 + j]
+                sh[bs0 + k * tile + j] = v
             cuda.syncthreads()
-            for k in range(tile):
-                s += sh[ty * tile + k] * sh[tt + k * tile + tx]
+            for k in range(tile_k):
+                for ii in range(TT):
+                    ar[ii] = sh[k * tile + ty * TT + ii]
+                for jj in range(TT):
+                    br[jj] = sh[bs0 + k * tile + tx * TT + jj]
+                for ii in range(TT):
+                    for jj in range(TT):
+                        acc[ii * TT + jj] += ar[ii] * br[jj]
             cuda.syncthreads()
-        if row < M and col < N:
-            if accumulate:
-                out[row, col] += s
-            else:
-                out[row, col] = s
+        for ii in range(TT):
+            r = row0 + ty * TT + ii
+            if r < M:
+                for jj in range(TT):
+                    c = col0 + tx * TT + jj
+                    if c < N:
+                        if accumulate:
+                            out[r, c] += acc[ii * TT + jj]
+                        else:
+                            out[r, c] = acc[ii * TT + jj]
 
     return _gemm_kernel
 
 
-def _kernel(dtype: np.dtype):
-    k = _KERNELS.get(dtype)
+def _kernel(dtype: np.dtype, TT: int | None = None):
+    TT = int(config.GEMM_THREAD_TILE if TT is None else TT)
+    key = (np.dtype(dtype), TT)
+    k = _KERNELS.get(key)
     if k is None:
-        k = _KERNELS[dtype] = _make_gemm(dtype)
+        k = _KERNELS[key] = _make_gemm(key[0], TT)
     return k
 
 
@@ -89,11 +128,16 @@ def gemm(a, b, out, trans_a: bool = False, trans_b: bool = False, accumulate: bo
     K = a.shape[0] if trans_a else a.shape[1]
     if M == 0 or N == 0:
         return
+    TT = int(config.GEMM_THREAD_TILE)
     tile = int(config.GEMM_TILE)
+    tile_k = int(config.GEMM_TILE_K)
+    side = tile // TT
+    if side * TT != tile:
+        raise ValueError(f"config.GEMM_TILE ({tile}) must be a multiple of config.GEMM_THREAD_TILE ({TT})")
     grid = (-(-N // tile), -(-M // tile))
-    shared = 2 * tile * tile * out.dtype.itemsize
-    _kernel(np.dtype(out.dtype))[grid, (tile, tile), 0, shared](
-        a, b, out, M, N, K, bool(trans_a), bool(trans_b), bool(accumulate), tile
+    shared = 2 * tile * tile_k * out.dtype.itemsize
+    _kernel(out.dtype, TT)[grid, (side, side), 0, shared](
+        a, b, out, M, N, K, bool(trans_a), bool(trans_b), bool(accumulate), tile, tile_k
     )
 
 
