@@ -33,12 +33,15 @@ REDUCE_THREADS = 256
 
 #: the persistent LSTM kernel (one launch runs the whole time loop, one block
 #: per group of batch rows) is chosen when the batch has at most this many rows ...
-#: (untuned defaults: no GPU was available when they were set; perf/gpu_check.py
-#: times both paths at each size so they can be set from measurements)
-PERSISTENT_MAX_BATCH = 8
+#: (untuned defaults, set without a GPU from an estimate: the general path
+#: launches two kernels per step and direction, each costing a Python-side
+#: launch of roughly 10-30 us, while the persistent kernel reads W_hh
+#: (4H*H elements) from L2 once per step and block; perf/gpu_check.py times
+#: both paths at each size so these can be set from measurements)
+PERSISTENT_MAX_BATCH = 64
 
 #: ... and the hidden size is at most this ...
-PERSISTENT_MAX_HIDDEN = 512
+PERSISTENT_MAX_HIDDEN = 256
 
 #: ... and, when W_h (4H x H) fits in this many bytes of shared memory, it is
 #: staged there once per launch; otherwise the kernel reads it from global
