@@ -98,3 +98,11 @@ def test_errors_and_cache_on_device():
     assert lstm._cache is None and backend.is_device_array(lstm.state[0])
     lstm.to("cpu")
     assert isinstance(lstm.state[0], np.ndarray)
+
+
+def test_persistent_default_threads(small_launches):
+    """PERSISTENT_THREADS = None: one thread per gate column, rounded up to a warp (32 here)."""
+    small_launches.PERSISTENT = True
+    small_launches.PERSISTENT_THREADS = None
+    assert klstm._persistent_launch(3, H, 8)[2] == 32
+    _compare({}, [4, 1, 3], True)

@@ -49,8 +49,9 @@ PERSISTENT_MAX_HIDDEN = 256
 PERSISTENT_MAX_SHARED_BYTES = 48 * 1024
 
 #: threads per block of the persistent kernel (a multiple of 32 on a GPU);
-#: each thread computes several of the 4H gate pre-activations of its rows
-PERSISTENT_THREADS = 256
+#: each thread computes one or more of the 4H gate pre-activations of its rows.
+#: None: one thread per gate column, 4H rounded up to a warp, at most 1024
+PERSISTENT_THREADS = None
 
 #: batch rows per block of the persistent kernel: each weight read from
 #: memory serves this many rows (fewer blocks, more work per read); 1 gives

@@ -322,7 +322,9 @@ def _persistent_launch(B: int, H: int, itemsize: int) -> tuple[int, int, int, in
     base = 6 * R * H * itemsize
     w_bytes = 4 * H * H * itemsize
     stage = base + w_bytes <= int(config.PERSISTENT_MAX_SHARED_BYTES)
-    return R, -(-B // R), int(config.PERSISTENT_THREADS), base + (w_bytes if stage else 0), stage
+    nt = config.PERSISTENT_THREADS
+    nt = min(1024, -(-4 * H // 32) * 32) if nt is None else int(nt)
+    return R, -(-B // R), nt, base + (w_bytes if stage else 0), stage
 
 
 # -- host drivers ----------------------------------------------------------------------------------
