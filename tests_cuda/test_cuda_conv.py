@@ -13,6 +13,8 @@ TOL = 1e-12
 
 @pytest.fixture(autouse=True)
 def _small_launches(monkeypatch):
+    for name, value in {"CONV_TILE_M": 4, "CONV_TILE_N": 4, "CONV_TILE_K": 2, "CONV_THREAD_TILE": 2}.items():
+        monkeypatch.setattr(config, name, value)
     monkeypatch.setattr(config, "THREADS_PER_BLOCK", 8)
     monkeypatch.setattr(config, "MAX_BLOCKS", 5)
     monkeypatch.setattr(config, "REDUCE_THREADS", 4)
@@ -29,12 +31,14 @@ def rel(a, b):
 CASES = [
     (2, 3, 5, 5, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
     (2, 2, 5, 6, (2, 3), (2, 1), (0, 1, 1, 0), (1, 2)),  # even kernel, asymmetric pads, stride, dilation
-    (1, 2, 6, 5, (3, 2), (1, 2), (2, 0, 0, 1), (2, 1)),
+    (1, 5, 6, 5, (3, 2), (1, 2), (2, 0, 0, 1), (2, 1)),  # 5 output channels: a partial channel tile
 ]
 
 
+@pytest.mark.parametrize("implicit_gemm", [True, False])
 @pytest.mark.parametrize("case", CASES)
-def test_conv2d_forward_backward(case):
+def test_conv2d_forward_backward(case, implicit_gemm, monkeypatch):
+    monkeypatch.setattr(config, "CONV_IMPLICIT_GEMM", implicit_gemm)
     C, O, H, W, (kh, kw), stride, pads, dil = case
     rng = np.random.default_rng(0)
     N = 2

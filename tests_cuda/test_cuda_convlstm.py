@@ -13,6 +13,8 @@ TOL = 1e-12
 
 @pytest.fixture(autouse=True)
 def _small_launches(monkeypatch):
+    for name, value in {"CONV_TILE_M": 4, "CONV_TILE_N": 4, "CONV_TILE_K": 2, "CONV_THREAD_TILE": 2}.items():
+        monkeypatch.setattr(config, name, value)
     monkeypatch.setattr(config, "THREADS_PER_BLOCK", 8)
     monkeypatch.setattr(config, "MAX_BLOCKS", 6)
     monkeypatch.setattr(config, "REDUCE_THREADS", 4)

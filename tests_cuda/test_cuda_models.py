@@ -15,6 +15,8 @@ TOL = 1e-11  # a few optimizer steps on top of 1e-12 kernels
 
 @pytest.fixture(autouse=True)
 def _image_launches(monkeypatch):
+    for name, value in {"CONV_TILE_M": 4, "CONV_TILE_N": 4, "CONV_TILE_K": 2, "CONV_THREAD_TILE": 2}.items():
+        monkeypatch.setattr(config, name, value)
     monkeypatch.setattr(config, "SPLIT_REDUCE_THREADS", 16)
     monkeypatch.setattr(config, "SPLIT_REDUCE_MIN_LANES", 2)
     monkeypatch.setattr(config, "ATTENTION_THREADS", 4)

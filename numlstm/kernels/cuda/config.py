@@ -74,3 +74,22 @@ SPLIT_REDUCE_THREADS = 65536
 #: ... and at least this many lanes per output (a warp: the lanes of one sum
 #: are neighbouring threads reading neighbouring terms, so their loads coalesce)
 SPLIT_REDUCE_MIN_LANES = 32
+
+#: the convolution's forward pass and input gradient as an implicit GEMM
+#: (shared-memory tiles, register tiles; True) or as the direct one-thread-
+#: per-output kernels (False)
+CONV_IMPLICIT_GEMM = True
+
+#: implicit-GEMM convolution: output tile of a block, CONV_TILE_M pixels x
+#: CONV_TILE_N channels (at most; narrower for fewer channels), ...
+CONV_TILE_M = 64
+CONV_TILE_N = 64
+
+#: ... walking the C*kh*kw (or O*kh*kw) reduction axis in slices of this many
+#: (shared memory = CONV_TILE_K * (CONV_TILE_M + CONV_TILE_N) elements) ...
+CONV_TILE_K = 16
+
+#: ... each thread accumulating CONV_THREAD_TILE x CONV_THREAD_TILE outputs in
+#: registers (threads per block = (CONV_TILE_M / t) * (CONV_TILE_N / t); the
+#: tile sides must be multiples of t, CONV_TILE_N of t*t)
+CONV_THREAD_TILE = 4

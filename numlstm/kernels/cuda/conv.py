@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 from numba import cuda
 
@@ -204,6 +205,178 @@ def add_partials(partial, out) -> None:
     _add_partials_kernel[grid_1d(K)](partial, out.reshape(K))
 
 
+# -- convolution as an implicit GEMM (forward and dx) ---------------------------------------------
+# forward:  out[m = (n, oy, ox), o] = sum_k A[m, k] B[k, o],  k = (c, i, j),
+#           A[m, k] = x[n, c, oy*sh - pt + i*dh, ox*sw - pl + j*dw] (0 outside), B[k, o] = w[o, c, i, j]
+# dx:       dx[m = (n, y, x), c] = sum_k A[m, k] B[k, c],     k = (o, i, j),
+#           A[m, k] = dy[n, o, (y + pt - i*dh) / sh, (x + pl - j*dw) / sw] (0 unless whole and inside),
+#           B[k, c] = w[o, c, i, j]
+# A is never stored: each block gathers its (BM x BK) slice of A and its (BK x BN) slice of B
+# into shared memory, and each thread accumulates a TM x TN tile of the output in registers.
+# A small per-geometry table ktab (K, 4) = (channel, i*dh, j*dw, i*kw + j) replaces the
+# divisions that would split k.
+
+_IGEMM: dict = {}
+_KTABS: dict = {}
+
+
+def _make_igemm(dtype: np.dtype, TM: int, TN: int):
+    nbtype = numba.from_dtype(dtype)
+    zero = dtype.type(0)
+    TT = TM * TN
+
+    @cuda.jit
+    def _conv_igemm_kernel(dx_mode, src, w2, w3, ktab, bias, has_b, sh, sw, pt, pl, BM, BN, BK, out):
+        # src: x (N, C, H, W) [forward] or dy (N, O, H', W') [dx]; out: y (N, O, H', W') or dx (N, C, H, W)
+        # w2: w as (O, C*kh*kw) [forward]; w3: w as (O, C, kh*kw) [dx]; ktab: (K, 4) int32
+        sm = cuda.shared.array(0, nbtype)  # A slice (BK, BM), then B slice (BK, BN)
+        acc = cuda.local.array(TT, nbtype)
+        a_reg = cuda.local.array(TM, nbtype)
+        b_reg = cuda.local.array(TN, nbtype)
+        tid = cuda.threadIdx.x
+        nt = cuda.blockDim.x
+        Nn, Cout, Ho, Wo = out.shape
+        Hs, Ws = src.shape[2], src.shape[3]
+        Mtot = Nn * Ho * Wo
+        K = ktab.shape[0]
+        gm = BM // TM
+        gn = BN // TN
+        tiles_m = (Mtot + BM - 1) // BM
+        tiles_n = (Cout + BN - 1) // BN
+        mm_load = tid % BM  # every thread loads one row of A (nt is a multiple of BM) ...
+        kk_step = nt // BM  # ... at every kk_step-th k
+        tmi = tid % gm
+        tni = tid // gm
+        boff = BK * BM
+        for tile in range(cuda.blockIdx.x, tiles_m * tiles_n, cuda.gridDim.x):
+            m0 = (tile % tiles_m) * BM
+            n0 = (tile // tiles_m) * BN
+            m = m0 + mm_load
+            row_ok = m < Mtot
+            lx = m % Wo
+            r = m // Wo
+            ly = r % Ho
+            ln = r // Ho
+            if dx_mode:
+                y0 = ly + pt
+                x0 = lx + pl
+            else:
+                y0 = ly * sh - pt
+                x0 = lx * sw - pl
+            for e in range(TT):
+                acc[e] = zero
+            for k0 in range(0, K, BK):
+                for kk in range(tid // BM, BK, kk_step):
+                    k = k0 + kk
+                    v = zero
+                    if row_ok and k < K:
+                        ch = ktab[k, 0]
+                        if dx_mode:
+                            ty = y0 - ktab[k, 1]
+                            tx = x0 - ktab[k, 2]
+                            if ty >= 0 and tx >= 0:
+                                if sh == 1 and sw == 1:
+                                    if ty < Hs and tx < Ws:
+                                        v = src[ln, ch, ty, tx]
+                                elif ty % sh == 0 and tx % sw == 0:
+                                    oy = ty // sh
+                                    ox = tx // sw
+                                    if oy < Hs and ox < Ws:
+                                        v = src[ln, ch, oy, ox]
+                        else:
+                            iy = y0 + ktab[k, 1]
+                            ix = x0 + ktab[k, 2]
+                            if 0 <= iy < Hs and 0 <= ix < Ws:
+                                v = src[ln, ch, iy, ix]
+                    sm[kk * BM + mm_load] = v
+                for e in range(tid, BK * BN, nt):
+                    kk = e % BK
+                    nn = e // BK
+                    k = k0 + kk
+                    col = n0 + nn
+                    v = zero
+                    if k < K and col < Cout:
+                        if dx_mode:
+                            v = w3[ktab[k, 0], col, ktab[k, 3]]
+                        else:
+                            v = w2[col, k]
+                    sm[boff + kk * BN + nn] = v
+                cuda.syncthreads()
+                for kk in range(BK):
+                    for i in range(TM):
+                        a_reg[i] = sm[kk * BM + tmi + i * gm]
+                    for q in range(TN):
+                        b_reg[q] = sm[boff + kk * BN + tni + q * gn]
+                    for i in range(TM):
+                        for q in range(TN):
+                            acc[i * TN + q] += a_reg[i] * b_reg[q]
+                cuda.syncthreads()
+            for i in range(TM):
+                m = m0 + tmi + i * gm
+                if m < Mtot:
+                    ox = m % Wo
+                    r = m // Wo
+                    oy = r % Ho
+                    n = r // Ho
+                    for q in range(TN):
+                        col = n0 + tni + q * gn
+                        if col < Cout:
+                            v = acc[i * TN + q]
+                            if has_b:
+                                v += bias[col]
+                            out[n, col, oy, ox] = v
+
+    return _conv_igemm_kernel
+
+
+def _igemm_kernel(dtype, TM: int, TN: int):
+    key = (np.dtype(dtype), TM, TN)
+    k = _IGEMM.get(key)
+    if k is None:
+        k = _IGEMM[key] = _make_igemm(np.dtype(dtype), TM, TN)
+    return k
+
+
+def _ktab(channels: int, kh: int, kw: int, dh: int, dw: int):
+    """Device table (channels*kh*kw, 4) int32 of (channel, i*dh, j*dw, i*kw + j), cached per geometry
+    (copied to the device once)."""
+    key = (channels, kh, kw, dh, dw)
+    t = _KTABS.get(key)
+    if t is None:
+        ch, i, j = np.meshgrid(np.arange(channels), np.arange(kh), np.arange(kw), indexing="ij")
+        host = np.stack([ch.ravel(), (i * dh).ravel(), (j * dw).ravel(), (i * kw + j).ravel()], axis=1)
+        t = _KTABS[key] = cuda.to_device(np.ascontiguousarray(host, np.int32))
+    return t
+
+
+def _igemm_launch(rows: int, cols: int, itemsize: int):
+    """(blocks, threads, shared bytes, BM, BN, BK, TM, TN) for an output of rows x cols."""
+    TM, TN = int(config.CONV_THREAD_TILE), int(config.CONV_THREAD_TILE)
+    BM, BK = int(config.CONV_TILE_M), int(config.CONV_TILE_K)
+    # BN: a multiple of TN*TM (so the thread count is a multiple of BM), no wider than needed
+    unit = TN * TM
+    BN = max(unit, min(int(config.CONV_TILE_N), unit * (-(-cols // unit))))
+    threads = (BM // TM) * (BN // TN)
+    tiles = (-(-rows // BM)) * (-(-cols // BN))
+    blocks = max(1, min(tiles, int(config.MAX_BLOCKS)))
+    return blocks, threads, BK * (BM + BN) * itemsize, BM, BN, BK, TM, TN
+
+
+def _conv_igemm(dx_mode, src, w, bias, has_b, stride, pads, dilation, out) -> None:
+    O, C, kh, kw = w.shape
+    sh, sw = stride
+    pt, _, pl, _ = pads
+    dh, dw = dilation
+    ktab = _ktab(O if dx_mode else C, kh, kw, dh, dw)
+    rows = out.shape[0] * out.shape[2] * out.shape[3]
+    blocks, threads, shared, BM, BN, BK, TM, TN = _igemm_launch(rows, out.shape[1], out.dtype.itemsize)
+    kernel = _igemm_kernel(out.dtype, TM, TN)
+    kernel[blocks, threads, 0, shared](
+        dx_mode, src, w.reshape(O, C * kh * kw), w.reshape(O, C, kh * kw), ktab, bias, has_b,
+        sh, sw, pt, pl, BM, BN, BK, out,
+    )  # fmt: skip
+
+
 def _empty_bias(dtype):
     return cuda.device_array(1, dtype)
 
@@ -222,6 +395,9 @@ def conv2d_forward(x, w, b, stride, pads, dilation, out) -> None:
     dh, dw = dilation
     has_b = b.shape[0] > 0
     bb = b if has_b else _empty_bias(out.dtype)
+    if config.CONV_IMPLICIT_GEMM:
+        _conv_igemm(False, x, w, bb, has_b, stride, pads, dilation, out)
+        return
     blocks, tpb = grid_1d(out.size)
     _conv2d_forward_kernel[blocks, tpb](x, w, bb, has_b, sh, sw, pt, pl, dh, dw, out)
 
@@ -231,6 +407,9 @@ def conv2d_backward_dx(w, dy, stride, pads, dilation, dx) -> None:
     sh, sw = stride
     pt, _, pl, _ = pads
     dh, dw = dilation
+    if config.CONV_IMPLICIT_GEMM:
+        _conv_igemm(True, dy, w, _empty_bias(dx.dtype), False, stride, pads, dilation, dx)
+        return
     blocks, tpb = grid_1d(dx.size)
     _conv2d_backward_dx_kernel[blocks, tpb](w, dy, sh, sw, pt, pl, dh, dw, dx)
 
