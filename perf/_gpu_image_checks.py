@@ -48,6 +48,7 @@ _SIMULATOR_CONFIG = {
     "CONV_TILE_N": 4,
     "CONV_TILE_K": 2,
     "CONV_THREAD_TILE": 2,
+    "CONV_WGRAD_BLOCKS": 3,
 }
 
 

@@ -11,9 +11,13 @@ from numlstm.kernels.cuda import conv as gpu
 TOL = 1e-12
 
 
+#: the implicit-GEMM convolution's tiles, small enough for several blocks on tiny inputs
+SMALL_CONV_TILES = {"CONV_TILE_M": 4, "CONV_TILE_N": 4, "CONV_TILE_K": 2, "CONV_THREAD_TILE": 2, "CONV_WGRAD_BLOCKS": 3}
+
+
 @pytest.fixture(autouse=True)
 def _small_launches(monkeypatch):
-    for name, value in {"CONV_TILE_M": 4, "CONV_TILE_N": 4, "CONV_TILE_K": 2, "CONV_THREAD_TILE": 2}.items():
+    for name, value in SMALL_CONV_TILES.items():
         monkeypatch.setattr(config, name, value)
     monkeypatch.setattr(config, "THREADS_PER_BLOCK", 8)
     monkeypatch.setattr(config, "MAX_BLOCKS", 5)

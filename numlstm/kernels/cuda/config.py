@@ -93,3 +93,7 @@ CONV_TILE_K = 16
 #: registers (threads per block = (CONV_TILE_M / t) * (CONV_TILE_N / t); the
 #: tile sides must be multiples of t, CONV_TILE_N of t*t)
 CONV_THREAD_TILE = 4
+
+#: implicit-GEMM weight gradient: the N*H'*W' pixels are split so that about
+#: this many blocks run (each adds its share into its own partial sums)
+CONV_WGRAD_BLOCKS = 512

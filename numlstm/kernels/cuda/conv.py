@@ -377,6 +377,127 @@ def _conv_igemm(dx_mode, src, w, bias, has_b, stride, pads, dilation, out) -> No
     )  # fmt: skip
 
 
+def _make_igemm_dw(dtype: np.dtype, TM: int, TN: int):
+    nbtype = numba.from_dtype(dtype)
+    zero = dtype.type(0)
+    TT = TM * TN
+
+    @cuda.jit
+    def _conv_igemm_dw_kernel(x, dy, ktab, sh, sw, pt, pl, BM, BN, BK, chunk, partial):
+        # dW[o, k] = sum_m dy[m, o] A[m, k] over the pixels m = (n, oy, ox), k = (c, i, j),
+        # A as in the forward pass. Block tiles (split s, BM channels o, BN taps k); split s
+        # sums the pixels [s*chunk, (s+1)*chunk) into partial (O*K, S) [o*K + k, s].
+        # x: (N, C, H, W); dy: (N, O, H', W'); ktab: (K, 4) int32
+        sm = cuda.shared.array(0, nbtype)  # dy slice (BK pixels, BM channels), then A slice (BK, BN)
+        acc = cuda.local.array(TT, nbtype)
+        a_reg = cuda.local.array(TM, nbtype)
+        b_reg = cuda.local.array(TN, nbtype)
+        tid = cuda.threadIdx.x
+        nt = cuda.blockDim.x
+        Nn, O, ho, wo = dy.shape
+        H, W = x.shape[2], x.shape[3]
+        Mtot = Nn * ho * wo
+        K = ktab.shape[0]
+        S = partial.shape[1]
+        gm = BM // TM
+        gn = BN // TN
+        tiles_o = (O + BM - 1) // BM
+        tiles_k = (K + BN - 1) // BN
+        tmi = tid % gm
+        tni = tid // gm
+        boff = BK * BM
+        for tile in range(cuda.blockIdx.x, S * tiles_o * tiles_k, cuda.gridDim.x):
+            to = tile % tiles_o
+            r = tile // tiles_o
+            tk = r % tiles_k
+            sp = r // tiles_k
+            o0 = to * BM
+            k0 = tk * BN
+            m_lo = sp * chunk
+            m_hi = min(Mtot, m_lo + chunk)
+            for e in range(TT):
+                acc[e] = zero
+            for p0 in range(m_lo, m_hi, BK):
+                for e in range(tid, BK * BM, nt):  # pixels fastest: neighbouring threads, neighbouring pixels
+                    kk = e % BK
+                    mm = e // BK
+                    m = p0 + kk
+                    o = o0 + mm
+                    v = zero
+                    if m < m_hi and o < O:
+                        ox = m % wo
+                        q2 = m // wo
+                        v = dy[q2 // ho, o, q2 % ho, ox]
+                    sm[kk * BM + mm] = v
+                for e in range(tid, BK * BN, nt):
+                    kk = e % BK
+                    nn = e // BK
+                    m = p0 + kk
+                    k = k0 + nn
+                    v = zero
+                    if m < m_hi and k < K:
+                        ox = m % wo
+                        q2 = m // wo
+                        iy = (q2 % ho) * sh - pt + ktab[k, 1]
+                        ix = ox * sw - pl + ktab[k, 2]
+                        if 0 <= iy < H and 0 <= ix < W:
+                            v = x[q2 // ho, ktab[k, 0], iy, ix]
+                    sm[boff + kk * BN + nn] = v
+                cuda.syncthreads()
+                for kk in range(BK):
+                    for i in range(TM):
+                        a_reg[i] = sm[kk * BM + tmi + i * gm]
+                    for q in range(TN):
+                        b_reg[q] = sm[boff + kk * BN + tni + q * gn]
+                    for i in range(TM):
+                        for q in range(TN):
+                            acc[i * TN + q] += a_reg[i] * b_reg[q]
+                cuda.syncthreads()
+            for i in range(TM):
+                o = o0 + tmi + i * gm
+                if o < O:
+                    for q in range(TN):
+                        k = k0 + tni + q * gn
+                        if k < K:
+                            partial[o * K + k, sp] = acc[i * TN + q]
+
+    return _conv_igemm_dw_kernel
+
+
+def _igemm_dw_kernel(dtype, TM: int, TN: int):
+    key = ("dw", np.dtype(dtype), TM, TN)
+    k = _IGEMM.get(key)
+    if k is None:
+        k = _IGEMM[key] = _make_igemm_dw(np.dtype(dtype), TM, TN)
+    return k
+
+
+def _conv_igemm_dw(x, dy, stride, pads, dilation, dw_acc) -> None:
+    O, C, kh, kw = dw_acc.shape
+    sh, sw = stride
+    pt, _, pl, _ = pads
+    dh, dw = dilation
+    ktab = _ktab(C, kh, kw, dh, dw)
+    K = C * kh * kw
+    M = dy.shape[0] * dy.shape[2] * dy.shape[3]
+    t = int(config.CONV_THREAD_TILE)
+    unit = t * t
+    BM = max(unit, min(int(config.CONV_TILE_M), unit * (-(-O // unit))))  # channels
+    BN = max(unit, min(int(config.CONV_TILE_N), unit * (-(-K // unit))))  # taps
+    BK = int(config.CONV_TILE_K)
+    tiles = (-(-O // BM)) * (-(-K // BN))
+    # split the pixels so that the blocks fill the GPU, at least one slice each
+    S = max(1, min(-(-M // BK), -(-int(config.CONV_WGRAD_BLOCKS) // tiles)))
+    chunk = BK * (-(-M // (BK * S)))
+    S = -(-M // chunk)
+    partial = cuda.device_array((O * K, S), dw_acc.dtype)
+    threads = (BM // t) * (BN // t)
+    blocks = max(1, min(S * tiles, int(config.MAX_BLOCKS)))
+    shared = BK * (BM + BN) * dw_acc.dtype.itemsize
+    _igemm_dw_kernel(dw_acc.dtype, t, t)[blocks, threads, 0, shared](x, dy, ktab, sh, sw, pt, pl, BM, BN, BK, chunk, partial)
+    add_partials(partial, dw_acc)
+
+
 def _empty_bias(dtype):
     return cuda.device_array(1, dtype)
 
@@ -423,6 +544,9 @@ def conv2d_backward_dw(x, dy, stride, pads, dilation, dw_acc) -> None:
     sh, sw = stride
     pt, _, pl, _ = pads
     dh, dw = dilation
+    if config.CONV_IMPLICIT_GEMM:
+        _conv_igemm_dw(x, dy, stride, pads, dilation, dw_acc)
+        return
     M = dy.shape[0] * dy.shape[2] * dy.shape[3]
     S = split_count(dw_acc.size, M)
     partial = cuda.device_array((dw_acc.size, S), dw_acc.dtype)
