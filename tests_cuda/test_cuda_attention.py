@@ -113,3 +113,39 @@ def test_temporal_attention(lengths):
     assert rel(to_numpy(gdx), dx) < TOL
     for k in cpu_layer.grads:
         assert rel(to_numpy(gpu_layer.grads[k]), cpu_layer.grads[k]) < TOL, k
+
+
+def test_time_loop_kernels_match_the_cpu_kernels():
+    """The attention-LSTM time loops alone, against their CPU twins (numlstm.kernels.cpu.attention)."""
+    from numlstm.kernels.cpu import attention as cpu
+    from numlstm.kernels.cuda import attention as gpu
+
+    rng = np.random.default_rng(11)
+    T, B, L, D, H, A, I = 3, 2, 3, 2, 2, 2, 1
+
+    def r(*shape):
+        return rng.uniform(-0.9, 0.9, shape)
+
+    a, p, xproj = r(T, B, L, D), r(T, B, L, A), r(T, B, 4 * H)
+    w_rec_t, w_iz_t, v, h0, c0 = r(H, 4 * H + A + 1), r(D, 4 * H), r(A), r(B, H), r(B, H)
+    outs = [np.zeros((T, B, I + D))] + [np.empty(s) for s in [(T, B, H)] * 2 + [(T, B, 4 * H), (T, B, H)]]
+    outs += [np.empty(s) for s in [(T, B, L), (T, B, L, A), (T, B), (T, B, D), (T, B, H), (B, H), (B, H)]]
+    g_outs = [cuda.to_device(o) for o in outs]
+    d = cuda.to_device
+    cpu.attention_lstm_forward(a, p, xproj, w_rec_t, w_iz_t, v, 0.3, True, False, h0, c0, *outs)
+    gpu.attention_lstm_forward(d(a), d(p), d(xproj), d(w_rec_t), d(w_iz_t), d(v), 0.3, True, False, d(h0), d(c0), *g_outs)
+    for g, c in zip(g_outs, outs, strict=True):
+        assert rel(to_numpy(g), c) < TOL
+    inp, hprev, cprev, gates, tanh_c, alpha, s, beta, z, y, hn, cn = outs
+    w_hh, w_q, w_iz = r(4 * H, H), r(A + 1, H), r(4 * H, D)
+    dy, dattn, dhn, dcn = r(T, B, H), r(T, B, L), r(B, H), r(B, H)
+    grads = [np.empty((T, B, 4 * H)), np.empty((T, B, A + 1)), np.zeros((T, B, L, A)), np.zeros((T, B, L, D))]
+    grads += [np.zeros(A), np.empty((B, H)), np.empty((B, H))]
+    g_grads = [d(g) for g in grads]
+    saved = (gates, cprev, tanh_c, alpha, s, beta, z)
+    cpu.attention_lstm_backward(a, w_hh, w_q, w_iz, v, True, *saved, dy, dattn, True, dhn, dcn, *grads)
+    gpu.attention_lstm_backward(
+        d(a), d(w_hh), d(w_q), d(w_iz), d(v), True, *(d(x) for x in saved), d(dy), d(dattn), True, d(dhn), d(dcn), *g_grads
+    )
+    for g, c in zip(g_grads, grads, strict=True):
+        assert rel(to_numpy(g), c) < TOL

@@ -87,3 +87,42 @@ def test_convlstm_float32():
     cpu_layer, gpu_layer = _pair(in_channels=1, hidden_channels=2, kernel_size=3, peephole=True, frame_size=(3, 3))
     x = np.random.default_rng(3).standard_normal((2, 2, 1, 3, 3)).astype(np.float32)
     _compare(cpu_layer, gpu_layer, x, tol=1e-5)
+
+
+@pytest.mark.parametrize("peephole", [False, True])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_gate_kernels_match_the_cpu_kernels(peephole, dtype):
+    """The fused gate kernels alone, against their CPU twins (numlstm.layers.convlstm)."""
+    from numlstm.kernels.cuda import convlstm as gk
+    from numlstm.layers.convlstm import convlstm_gates_backward, convlstm_gates_forward
+
+    rng = np.random.default_rng(7)
+    B, C, P = 2, 2, 5
+    approx = dtype == np.float32
+    tol = TOL if dtype == np.float64 else 1e-5
+
+    def r(*shape):
+        return rng.standard_normal(shape).astype(dtype)
+
+    gt, rec, c = r(B, 4 * C, P), r(B, 4 * C, P), r(B, C, P)
+    wci, wcf, wco = (r(C, P) for _ in range(3)) if peephole else (np.empty((0, 0), dtype),) * 3
+    cpt, ht = np.empty((B, C, P), dtype), np.empty((B, C, P), dtype)
+    d = cuda.to_device
+    g_gt, g_c = d(gt), d(c)
+    g_cpt, g_ht = cuda.device_array((B, C, P), dtype), cuda.device_array((B, C, P), dtype)
+    gk.convlstm_gates_forward(g_gt, d(rec), g_c, g_cpt, g_ht, d(wci), d(wcf), d(wco), approx)
+    convlstm_gates_forward(gt, rec, c, cpt, ht, wci, wcf, wco, approx)
+    for a, b in ((g_gt, gt), (g_c, c), (g_cpt, cpt), (g_ht, ht)):
+        assert rel(to_numpy(a), b) < tol
+    # backward, with the step's output gradient fused on the device (added to dh on the CPU)
+    dh, dc, dy = r(B, C, P), r(B, C, P), r(B, 3 * C, P)
+    dws = [np.zeros((C, P), dtype) if peephole else np.empty((0, 0), dtype) for _ in range(3)]
+    g_dws = [d(w) for w in dws]
+    g_at, g_dc = d(gt), d(dc)
+    gk.convlstm_gates_backward(g_at, d(cpt), d(dh), g_dc, d(wci), d(wcf), d(wco), *g_dws, approx, dy=d(dy), dy_off=C)
+    convlstm_gates_backward(gt, cpt, dh + dy[:, C : 2 * C], dc, wci, wcf, wco, *dws, approx)
+    assert rel(to_numpy(g_at), gt) < tol
+    assert rel(to_numpy(g_dc), dc) < tol
+    if peephole:
+        for a, b in zip(g_dws, dws, strict=True):
+            assert rel(to_numpy(a), b) < tol
