@@ -241,7 +241,7 @@ def attention_lstm_forward(
     zg = cuda.device_array((B, D), dt)
     e = cuda.device_array((B, L), dt)
     I = inp.shape[2] - D
-    if not hasattr(b_gate, "shape"):
+    if np.ndim(b_gate) == 0 and not hasattr(b_gate, "copy_to_host"):  # a number (the CPU kernel's argument)
         b_gate = cuda.to_device(np.array([b_gate], dt))
     _attention_lstm_forward_kernel[_row_launch(B)](
         a, p, xproj, w_rec_t, w_iz_t, v, b_gate, bool(gate), bool(approx), h0, c0, I,
