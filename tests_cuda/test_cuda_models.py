@@ -143,3 +143,13 @@ def test_round_trip_to_cpu_keeps_buffers_and_state():
     assert rel(layer(x), y) < 1e-12
     with pytest.raises(RuntimeError, match="no forward pass"):
         numlstm.Conv2D(1, 1, 3, dtype=np.float64).to("cuda").backward(np.zeros((1, 1, 1, 1)))
+
+
+def test_attention_cnn_lstm_training_step():
+    def make():
+        return numlstm.AttentionCNNLSTM(1, 2, conv_channels=(2,), hidden_size=2, attention_size=2, dtype=np.float64, seed=6)
+
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 2, 1, 4, 4))
+    y = rng.integers(0, 2, 2)
+    _same_training(make, "cross_entropy", x, y)
