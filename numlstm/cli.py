@@ -97,6 +97,7 @@ def _add_training_options(p: argparse.ArgumentParser, *, demo: bool) -> None:
     p.add_argument("--size", type=_positive_int, default=None, help="frame side in pixels (default 64 or 28)")
     p.add_argument("--patch", type=_positive_int, default=4, help="moving digits: patch side (64x64 -> 16 channels of 16x16)")
     p.add_argument("--digits", type=_positive_int, default=2, help="moving digits: digits per sequence")
+    p.add_argument("--mnist", type=Path, default=None, help="moving digits: real MNIST files (IDX folder or .npz) to move")
     p.add_argument("--epochs", type=_positive_int, default=None, help="epochs in total (a resumed run continues to this number)")
     p.add_argument("--epoch-size", type=_positive_int, default=None, help="training samples per epoch")
     p.add_argument("--val-size", type=_positive_int, default=None, help="held-out samples for validation and the final metrics")
@@ -227,7 +228,7 @@ def _task_config(args, task: str, model: str | None) -> TaskConfig:
         hidden = tuple(min(h, 8) for h in hidden)
     size = args.size or (64 if task == "moving-digits" else 28)
     if args.quick and args.size is None and task == "moving-digits":
-        size = 16
+        size = 16 if args.mnist is None else 32
     try:
         return TaskConfig(
             task=task,
@@ -241,9 +242,10 @@ def _task_config(args, task: str, model: str | None) -> TaskConfig:
             future=10 if not args.quick else 3,
             seq_len=8 if not args.quick else 3,
             seed=args.seed,
+            mnist=None if args.mnist is None else str(args.mnist),
         )
     except (TypeError, ValueError) as exc:
-        raise CLIError(str(exc).replace("patch:", "--patch:").replace("size:", "--size:")) from None
+        raise CLIError(str(exc).replace("patch:", "--patch:").replace("size:", "--size:").replace("mnist:", "--mnist:")) from None
 
 
 def _settings(args, defaults: dict) -> dict:
@@ -296,6 +298,13 @@ def run_training(args, cfg: TaskConfig, settings: dict) -> int:
     out = _check_out(args.out)
     if args.device not in ("cpu", "cuda"):
         raise CLIError(f"--device: expected cpu or cuda, got {args.device!r}")
+    if cfg.mnist is not None:
+        try:
+            from numlstm.tasks import _mnist
+
+            _mnist(cfg.mnist)
+        except (OSError, ValueError) as exc:
+            raise CLIError(f"--mnist: {exc}") from None
     if args.resume is not None and not args.resume.is_file():
         raise CLIError(f"--resume: no checkpoint at {args.resume}")
     if args.resume is not None:

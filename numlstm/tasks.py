@@ -25,6 +25,7 @@ run. Three tasks, all on digits generated on the machine (``numlstm.data``):
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -74,6 +75,9 @@ class TaskConfig:
     in_frames, future : input and predicted frames (moving-digits)
     seq_len : frames per sequence-digits sequence
     seed : seeds the data streams and the model's weights
+    mnist : path of real MNIST files (``numlstm.data.load_mnist``) whose
+        training digits move in the moving-digits frames instead of the
+        rendered glyphs; None: the glyphs
     """
 
     task: str = "moving-digits"
@@ -87,6 +91,7 @@ class TaskConfig:
     future: int = 10
     seq_len: int = 8
     seed: int = 0
+    mnist: str | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -105,6 +110,12 @@ class TaskConfig:
             raise ValueError(
                 f"size: the row-digits CNN-LSTM reads bands of {ROW_BAND} rows; expected a multiple, got {self.size}"
             )
+        if self.mnist is not None:
+            if self.task != "moving-digits":
+                raise ValueError(f"mnist: real MNIST digits are used by the moving-digits task only, not {self.task!r}")
+            self.mnist = str(self.mnist)
+            if self.size < 28:
+                raise ValueError(f"size: MNIST digits are 28 x 28; expected size >= 28, got {self.size}")
         if self.task != "moving-digits" and self.size < 8:
             raise ValueError(f"size: expected >= 8 for a digit image, got {self.size}")
 
@@ -142,11 +153,13 @@ def make_batch(cfg: TaskConfig, n: int, seed: int):
     from numlstm import data
 
     if cfg.task == "moving-digits":
-        # the protocol's 28-pixel digits in 64-pixel frames, scaled with smaller frames
-        digit = max(8, min(28, round(28 * cfg.size / 64), cfg.size))
-        frames = data.moving_digits(
-            n, seq_len=cfg.in_frames + cfg.future, size=cfg.size, digits=cfg.digits, seed=seed, digit_size=digit
-        )
+        seq_len = cfg.in_frames + cfg.future
+        if cfg.mnist is not None:
+            frames = data.moving_digits(n, seq_len=seq_len, size=cfg.size, digits=cfg.digits, seed=seed, images=_mnist(cfg.mnist))
+        else:
+            # the protocol's 28-pixel digits in 64-pixel frames, scaled with smaller frames
+            digit = max(8, min(28, round(28 * cfg.size / 64), cfg.size))
+            frames = data.moving_digits(n, seq_len=seq_len, size=cfg.size, digits=cfg.digits, seed=seed, digit_size=digit)
         frames = data.space_to_depth(frames, cfg.patch)
         return np.ascontiguousarray(frames[:, : cfg.in_frames]), np.ascontiguousarray(frames[:, cfg.in_frames :])
     if cfg.task == "sequence-digits":
@@ -171,6 +184,15 @@ def epoch_batches(cfg: TaskConfig, trainer, epoch_size: int, batch_size: int):
             yield make_batch(cfg, min(batch_size, epoch_size - s), seed * 4096 + s // batch_size)
 
     return source
+
+
+@functools.lru_cache(maxsize=2)
+def _mnist(path: str) -> np.ndarray:
+    """The training images of the MNIST files at ``path`` (read once per process)."""
+    from numlstm import data
+
+    (x_train, _), _ = data.load_mnist(path)
+    return x_train
 
 
 def frames_of(cfg: TaskConfig, patched: np.ndarray) -> np.ndarray:

@@ -109,6 +109,23 @@ def test_predict_generated_and_from_file(demo_run, tmp_path, capsys):
     assert rc == 2 and "--input: expected an array of shape (N, 3, 1, 16, 16)" in err
 
 
+def test_demo_with_real_mnist_files(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    digits = np.zeros((6, 28, 28), np.uint8)
+    digits[:, 8:20, 10:18] = rng.integers(100, 255, (6, 12, 8))
+    labels = np.arange(6, dtype=np.uint8)
+    np.savez(tmp_path / "mnist.npz", x_train=digits, y_train=labels, x_test=digits[:2], y_test=labels[:2])
+    rc, _, err = run(["demo", *QUICK, "--mnist", tmp_path / "mnist.npz", "--out", tmp_path / "run"], capsys)
+    assert rc == 0, err
+    ck = numlstm.load(tmp_path / "run" / "checkpoint.npz", with_optimizer_state=True)
+    assert ck.extra["cli"]["task"]["mnist"] == str(tmp_path / "mnist.npz")
+    rc, _, err = run(["demo", *QUICK, "--mnist", tmp_path / "missing.npz", "--out", tmp_path / "run2"], capsys)
+    assert rc == 2 and "--mnist" in err
+    argv = ["train", "--task", "row-digits", *QUICK, "--mnist", tmp_path / "mnist.npz", "--out", tmp_path / "r3"]
+    rc, _, err = run(argv, capsys)
+    assert rc == 2 and "--mnist: real MNIST digits are used by the moving-digits task only" in err
+
+
 # -- every task and model ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("task", "model"),
