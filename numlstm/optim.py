@@ -114,10 +114,10 @@ def _check_device_param(p: Parameter, where: str) -> None:
 
 def _check_param(p: Parameter, where: str) -> None:
     d, g = p.data, p.grad
-    if backend.is_device_array(d):
-        _check_device_param(p, where)
-        return
     if not isinstance(d, np.ndarray):
+        if backend.is_device_array(d):
+            _check_device_param(p, where)
+            return
         raise TypeError(f"{where}: data: expected a numpy array, got {type(d).__name__}")
     if not isinstance(g, np.ndarray):
         raise TypeError(f"{where}: grad: expected a numpy array, got {type(g).__name__}")
@@ -135,9 +135,12 @@ def _check_param(p: Parameter, where: str) -> None:
 
 def _flat(a: np.ndarray) -> np.ndarray:
     """A 1-d view of a C-contiguous array (a contiguous copy for a read-only strided grad)."""
-    if not isinstance(a, np.ndarray):
-        return a.reshape(a.size)  # a C-contiguous device array (checked)
     return a.reshape(-1) if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(-1)
+
+
+def _flat_device(a):
+    """A 1-d view of a C-contiguous device array (checked by ``_check_device_param``)."""
+    return a.reshape(a.size)
 
 
 def _check_lr(lr) -> float:
@@ -238,11 +241,11 @@ class Optimizer:
         for i, (p, st) in enumerate(zip(self.params, self.state, strict=True)):
             where = f"params[{i}] ({p.name!r})"
             _check_param(p, where)
-            on_device = not isinstance(p.data, np.ndarray)
-            for b, buf in list(st.items()):
-                if on_device != (not isinstance(buf, np.ndarray)):  # the parameter moved: its state follows
-                    buf = st[b] = backend.to_device(buf, "cuda" if on_device else "cpu")
-                if tuple(buf.shape) != tuple(p.data.shape) or buf.dtype != p.data.dtype:
+            on_cpu = isinstance(p.data, np.ndarray)
+            for b, buf in st.items():
+                if isinstance(buf, np.ndarray) != on_cpu:  # the parameter moved: its state follows
+                    buf = st[b] = backend.to_device(buf, "cpu" if on_cpu else "cuda")
+                if buf.shape != p.data.shape or buf.dtype != p.data.dtype:
                     raise ValueError(
                         f"{where}: data changed to shape {p.data.shape}, dtype {p.data.dtype} after the optimizer's "
                         f"first step (its {b} has shape {buf.shape}, dtype {buf.dtype}); build a new optimizer"
@@ -358,40 +361,33 @@ _EMPTY = {dt: np.empty(0, dt) for dt in FLOAT_DTYPES}
 
 
 def _buffer(st: dict, name: str, p: Parameter) -> np.ndarray:
-    """State buffer ``name``, created as zeros on first use (on the parameter's device)."""
+    """State buffer ``name``, created as zeros on first use."""
     buf = st.get(name)
     if buf is None:
-        if isinstance(p.data, np.ndarray):
-            buf = st[name] = np.zeros_like(p.data)
-        else:
-            buf = st[name] = backend.zeros(p.data.shape, p.data.dtype, "cuda")
+        buf = st[name] = np.zeros_like(p.data)
     return buf
 
 
+def _buffer_cuda(st: dict, name: str, p: Parameter):
+    """``_buffer`` on the parameter's device: a flat view of a device array of zeros."""
+    buf = st.get(name)
+    if buf is None:
+        buf = st[name] = backend.zeros(p.data.shape, p.data.dtype, "cuda")
+    return _flat_device(buf)
+
+
+def _cuda_optim():
+    """The fused update kernels on the GPU (numlstm.kernels.cuda.optim)."""
+    return backend.cuda_kernels().optim
+
+
 def _empty_like(p: Parameter):
-    if isinstance(p.data, np.ndarray):
-        return np.empty_like(p.data)
     return backend.empty(p.data.shape, p.data.dtype, "cuda")
 
 
 def _unused(p: Parameter):
-    """A stand-in for a buffer the kernel does not touch, on the parameter's device."""
-    if isinstance(p.data, np.ndarray):
-        return _EMPTY[p.data.dtype]
+    """A stand-in for a buffer the kernel does not touch, on the device."""
     return backend.empty(0, p.data.dtype, "cuda")
-
-
-def _kernels(p: Parameter):
-    """The update kernels for the parameter's device."""
-    if isinstance(p.data, np.ndarray):
-        return _CPU_KERNELS
-    return backend.cuda_kernels().optim
-
-
-class _CPU_KERNELS:  # noqa: N801 - a namespace with the cuda module's names
-    sgd_update = staticmethod(sgd_update)
-    adam_update = staticmethod(adam_update)
-    rmsprop_update = staticmethod(rmsprop_update)
 
 
 def _scalar(v):
@@ -440,6 +436,30 @@ class SGD(Optimizer):
             raise ValueError("nesterov: Nesterov momentum needs momentum > 0, got momentum=0.0")
 
     def _update(self, p: Parameter, st: dict) -> None:
+        if not isinstance(p.data, np.ndarray):
+            return self._update_cuda(p, st)
+        t = p.data.dtype.type
+        first = False
+        if self.momentum != 0:
+            buf = st.get("momentum_buffer")
+            if buf is None:  # PyTorch: the buffer starts as the first gradient
+                first = True
+                buf = st["momentum_buffer"] = np.empty_like(p.data)
+        else:
+            buf = _EMPTY[p.data.dtype]
+        sgd_update(
+            _flat(p.data),
+            _flat(p.grad),
+            buf.reshape(-1),
+            t(self.lr),
+            t(self.momentum),
+            t(self.weight_decay),
+            self.nesterov,
+            first,
+        )
+
+    def _update_cuda(self, p: Parameter, st: dict) -> None:
+        """The same update on device arrays (numlstm.kernels.cuda.optim)."""
         t = p.data.dtype.type
         first = False
         if self.momentum != 0:
@@ -449,10 +469,10 @@ class SGD(Optimizer):
                 buf = st["momentum_buffer"] = _empty_like(p)
         else:
             buf = _unused(p)
-        _kernels(p).sgd_update(
-            _flat(p.data),
-            _flat(p.grad),
-            _flat(buf),
+        _cuda_optim().sgd_update(
+            _flat_device(p.data),
+            _flat_device(p.grad),
+            _flat_device(buf),
             t(self.lr),
             t(self.momentum),
             t(self.weight_decay),
@@ -503,6 +523,8 @@ class Adam(Optimizer):
         self.weight_decay = check_float(weight_decay, "weight_decay", low=0.0)
 
     def _update(self, p: Parameter, st: dict) -> None:
+        if not isinstance(p.data, np.ndarray):
+            return self._update_cuda(p, st)
         t = p.data.dtype.type
         step = self.step_count
         lr, beta1, beta2, wd = self.lr, self.beta1, self.beta2, self.weight_decay
@@ -516,11 +538,42 @@ class Adam(Optimizer):
             l2, decay = 0.0, 1 - lr * wd
         else:
             l2, decay = wd, 1.0
-        _kernels(p).adam_update(
+        adam_update(
             _flat(p.data),
             _flat(p.grad),
-            _flat(_buffer(st, "exp_avg", p)),
-            _flat(_buffer(st, "exp_avg_sq", p)),
+            _buffer(st, "exp_avg", p).reshape(-1),
+            _buffer(st, "exp_avg_sq", p).reshape(-1),
+            w1,
+            t(1) - w1,
+            t(beta2),
+            t(1 - beta2),
+            t(l2),
+            t(decay),
+            t(-step_size),
+            t(bias_correction2_sqrt),
+            t(self.eps),
+        )
+
+    def _update_cuda(self, p: Parameter, st: dict) -> None:
+        """The same update on device arrays (numlstm.kernels.cuda.optim)."""
+        t = p.data.dtype.type
+        step = self.step_count
+        lr, beta1, beta2, wd = self.lr, self.beta1, self.beta2, self.weight_decay
+        # the scalars exactly as torch.optim computes them (Python floats)
+        bias_correction1 = 1 - beta1**step
+        bias_correction2 = 1 - beta2**step
+        step_size = lr / bias_correction1
+        bias_correction2_sqrt = bias_correction2**0.5
+        w1 = t(1 - beta1)
+        if self._decoupled:
+            l2, decay = 0.0, 1 - lr * wd
+        else:
+            l2, decay = wd, 1.0
+        _cuda_optim().adam_update(
+            _flat_device(p.data),
+            _flat_device(p.grad),
+            _buffer_cuda(st, "exp_avg", p),
+            _buffer_cuda(st, "exp_avg_sq", p),
             w1,
             t(1) - w1,
             t(beta2),
@@ -599,12 +652,30 @@ class RMSprop(Optimizer):
         self.momentum = check_float(momentum, "momentum", low=0.0)
 
     def _update(self, p: Parameter, st: dict) -> None:
+        if not isinstance(p.data, np.ndarray):
+            return self._update_cuda(p, st)
         t = p.data.dtype.type
-        _kernels(p).rmsprop_update(
+        rmsprop_update(
             _flat(p.data),
             _flat(p.grad),
-            _flat(_buffer(st, "square_avg", p)),
-            _flat(_buffer(st, "momentum_buffer", p)) if self.momentum > 0 else _unused(p),
+            _buffer(st, "square_avg", p).reshape(-1),
+            _buffer(st, "momentum_buffer", p).reshape(-1) if self.momentum > 0 else _EMPTY[p.data.dtype],
+            t(self.lr),
+            t(self.alpha),
+            t(1 - self.alpha),
+            t(self.eps),
+            t(self.weight_decay),
+            t(self.momentum),
+        )
+
+    def _update_cuda(self, p: Parameter, st: dict) -> None:
+        """The same update on device arrays (numlstm.kernels.cuda.optim)."""
+        t = p.data.dtype.type
+        _cuda_optim().rmsprop_update(
+            _flat_device(p.data),
+            _flat_device(p.grad),
+            _buffer_cuda(st, "square_avg", p),
+            _buffer_cuda(st, "momentum_buffer", p) if self.momentum > 0 else _unused(p),
             t(self.lr),
             t(self.alpha),
             t(1 - self.alpha),
