@@ -44,6 +44,9 @@ def small_launches(monkeypatch):
     monkeypatch.setattr(config, "GEMM_TILE", 4)
     monkeypatch.setattr(config, "GEMM_THREAD_TILE", 2)
     monkeypatch.setattr(config, "GEMM_TILE_K", 3)
+    monkeypatch.setattr(config, "GEMM_MIN_BLOCKS", 0)  # tests of the small tiles set it
+    monkeypatch.setattr(config, "GEMM_SMALL_TILE", 2)
+    monkeypatch.setattr(config, "GEMM_SMALL_THREAD_TILE", 1)
     monkeypatch.setattr(config, "REDUCE_THREADS", 8)
     monkeypatch.setattr(config, "PERSISTENT_THREADS", 4)
     monkeypatch.setattr(config, "PERSISTENT", None)

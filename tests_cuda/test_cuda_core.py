@@ -68,8 +68,19 @@ def test_gemm_launch_shapes(tile, thread_tile, tile_k, small_launches):
 def test_gemm_tile_must_be_a_multiple(small_launches):
     small_launches.GEMM_TILE, small_launches.GEMM_THREAD_TILE = 6, 4
     d = backend.zeros((2, 2), np.float64, "cuda")
-    with pytest.raises(ValueError, match="GEMM_TILE"):
+    with pytest.raises(ValueError, match="multiple of its thread tile"):
         linalg.gemm(d, d, d)
+
+
+def test_gemm_small_tiles_for_few_blocks(small_launches):
+    """Fewer blocks than GEMM_MIN_BLOCKS with the big tiles: the small tiles run (here 2x2, one output per thread)."""
+    small_launches.GEMM_MIN_BLOCKS = 10**6
+    small_launches.GEMM_TILE = 6  # not a multiple of GEMM_THREAD_TILE: only valid because it is not used
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((3, 5)), rng.standard_normal((3, 4))
+    out = backend.empty((5, 4), np.float64, "cuda")
+    linalg.gemm(backend.to_device(a, "cuda"), backend.to_device(b, "cuda"), out, trans_a=True)
+    assert rel(out, a.T @ b) < TOL
 
 
 def test_elementwise_kernels():

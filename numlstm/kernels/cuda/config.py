@@ -27,6 +27,14 @@ GEMM_THREAD_TILE = 4
 #: GEMM_TILE_K elements: 8 KiB in float32 with the defaults)
 GEMM_TILE_K = 16
 
+#: a product that would get fewer than this many blocks of GEMM_TILE (a
+#: per-step product of a small batch) uses GEMM_SMALL_TILE and
+#: GEMM_SMALL_THREAD_TILE instead (4x the blocks with the defaults), so that
+#: more of the GPU's multiprocessors work on it
+GEMM_MIN_BLOCKS = 128
+GEMM_SMALL_TILE = 32
+GEMM_SMALL_THREAD_TILE = 2
+
 #: threads per block of the reductions (sums for bias gradients, norms, losses);
 #: a power of two
 REDUCE_THREADS = 256

@@ -16,6 +16,10 @@ the global loads are arranged so that neighbouring threads read neighbouring
 addresses for every transpose variant. Edge tiles are padded with zeros, so
 any M, N, K works.
 
+When the big tiles would give fewer than ``GEMM_MIN_BLOCKS`` blocks (the
+per-step products of an LSTM), ``GEMM_SMALL_TILE`` / ``GEMM_SMALL_THREAD_TILE``
+are used instead, for more blocks.
+
 ``GEMM_TILE`` and ``GEMM_TILE_K`` are launch arguments (the shared arrays are
 dynamic, ``cuda.shared.array(0, nbtype)``); ``GEMM_THREAD_TILE`` sizes the
 per-thread accumulator, a compile-time constant, so it keys the compiled
@@ -128,12 +132,15 @@ def gemm(a, b, out, trans_a: bool = False, trans_b: bool = False, accumulate: bo
     K = a.shape[0] if trans_a else a.shape[1]
     if M == 0 or N == 0:
         return
-    TT = int(config.GEMM_THREAD_TILE)
-    tile = int(config.GEMM_TILE)
+    tile, TT = int(config.GEMM_TILE), int(config.GEMM_THREAD_TILE)
+    if -(-N // tile) * -(-M // tile) < int(config.GEMM_MIN_BLOCKS):
+        # too few blocks to fill the GPU with big tiles (a per-step product of a
+        # small batch): the small tiles give 4x the blocks
+        tile, TT = int(config.GEMM_SMALL_TILE), int(config.GEMM_SMALL_THREAD_TILE)
     tile_k = int(config.GEMM_TILE_K)
     side = tile // TT
     if side * TT != tile:
-        raise ValueError(f"config.GEMM_TILE ({tile}) must be a multiple of config.GEMM_THREAD_TILE ({TT})")
+        raise ValueError(f"config: the GEMM tile ({tile}) must be a multiple of its thread tile ({TT})")
     grid = (-(-N // tile), -(-M // tile))
     shared = 2 * tile * tile_k * out.dtype.itemsize
     _kernel(out.dtype, TT)[grid, (side, side), 0, shared](
