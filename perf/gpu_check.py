@@ -487,6 +487,7 @@ def main(argv=None) -> int:
     smoke = args.smoke
     if not _real_gpu():
         sys.setswitchinterval(1e-4)  # simulator threads synchronise often: hand the GIL over sooner
+        _simulator_launches()
     print("(a) checks against the CPU path, float64", flush=True)
     checks = run_checks(smoke)
     width = max(len(n) for n, _ in checks)
@@ -507,6 +508,29 @@ def main(argv=None) -> int:
     if args.write:
         write_section("gpu", md)
     return 0 if all(err <= LIMIT for _, err in checks) else 1
+
+
+#: launch configuration on the simulator, where every CUDA thread is a Python
+#: thread (as tests_cuda/conftest.py); a real GPU keeps the defaults
+_SIMULATOR_CONFIG = {
+    "THREADS_PER_BLOCK": 8,
+    "GEMM_TILE": 4,
+    "GEMM_THREAD_TILE": 2,
+    "GEMM_TILE_K": 3,
+    "GEMM_SMALL_TILE": 2,
+    "GEMM_SMALL_THREAD_TILE": 1,
+    "REDUCE_THREADS": 8,
+    "PERSISTENT_THREADS": 4,
+}
+
+
+def _simulator_launches() -> None:
+    """Small launches on the simulator, unless the caller (the tests) already set them small."""
+    from numlstm.kernels.cuda import config
+
+    if config.THREADS_PER_BLOCK > 32:
+        for k, v in _SIMULATOR_CONFIG.items():
+            setattr(config, k, v)
 
 
 def _real_gpu() -> bool:
