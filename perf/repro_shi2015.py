@@ -66,14 +66,14 @@ def train_one(model_kind, hidden, args) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--epochs", type=int, default=16)
     ap.add_argument("--epoch-size", type=int, default=256, help="sequences per epoch (fresh each epoch)")
-    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--val", type=int, default=256, help="held-out sequences")
     ap.add_argument("--kernel", type=int, default=3)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--frames", type=int, default=10, help="input frames = predicted frames")
-    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--lr", type=float, default=1e-2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="smoke run: 16x16 frames, tiny models, one small epoch")
     ap.add_argument("--write", action="store_true", help="write the table into docs/reproductions.md")
