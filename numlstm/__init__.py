@@ -7,8 +7,9 @@
 (4, 10, 16)
 """
 
-from numlstm import callbacks, interop, losses, optim, plots
+from numlstm import backend, callbacks, interop, losses, optim, plots
 from numlstm._warmup import warmup
+from numlstm.backend import cuda_available, device_of, to_device, to_numpy
 from numlstm.checkpoint import Checkpoint, load, save
 from numlstm.gradcheck import gradcheck
 from numlstm.layers import (
@@ -88,4 +89,9 @@ __all__ = [
     "optim",
     "plots",
     "data",
+    "backend",
+    "cuda_available",
+    "device_of",
+    "to_device",
+    "to_numpy",
 ]

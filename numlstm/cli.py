@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from numlstm.backend import check_device, cuda_available, to_numpy
 from numlstm.callbacks import Callback
 from numlstm.tasks import DEFAULT_HIDDEN, MODELS, TASKS, TaskConfig
 
@@ -271,10 +272,6 @@ def _move(model, device: str):
     if device == "cpu":
         return model
     try:
-        from numlstm.backend import check_device
-    except ImportError:
-        raise CLIError(f"--device: expected cpu (this build has no CUDA backend), got {device!r}") from None
-    try:
         check_device(device)
     except (TypeError, ValueError, RuntimeError) as exc:
         raise CLIError(f"--device: {exc}") from None
@@ -372,9 +369,7 @@ def _report(trainer, cfg: TaskConfig, out: Path, x_val, y_val, seconds: float, s
 
     from numlstm import plots, tasks
 
-    logits = trainer.predict(x_val, batch_size=16)
-    to_numpy = getattr(sys.modules.get("numlstm.backend"), "to_numpy", np.asarray)
-    logits = np.asarray(to_numpy(logits))
+    logits = to_numpy(trainer.predict(x_val, batch_size=16))
     metrics = {
         "task": cfg.task,
         "model": cfg.model,
@@ -486,10 +481,7 @@ def cmd_predict(args) -> int:
         y = None
     else:
         x, y = tasks.make_batch(cfg, args.n, tasks.epoch_seed(args.seed, -1) + 7)
-    to_numpy = getattr(sys.modules.get("numlstm.backend"), "to_numpy", np.asarray)
-    logits = np.concatenate(
-        [np.asarray(to_numpy(model.forward(x[s : s + args.batch_size]))) for s in range(0, x.shape[0], args.batch_size)]
-    )
+    logits = np.concatenate([to_numpy(model.forward(x[s : s + args.batch_size])) for s in range(0, x.shape[0], args.batch_size)])
     result = {}
     if cfg.is_frame_prediction:
         prob = tasks.frames_of(cfg, 1.0 / (1.0 + np.exp(-logits)))
@@ -634,12 +626,7 @@ def cmd_info(args) -> int:
         lines.append(("blas", f"unknown ({exc})"))
     lines.append(("numba cache", numba.config.CACHE_DIR or "next to the sources (__pycache__)"))
     lines.append(("parallel thresholds", f"rows >= {config.PARALLEL_MIN_ROWS}, batch <= {config.PARALLEL_MAX_BATCH}"))
-    try:
-        from numlstm.backend import cuda_available
-
-        cuda = "available" if cuda_available() else "not available (no driver or numba-cuda not installed)"
-    except ImportError:
-        cuda = "not built into this version"
+    cuda = "available" if cuda_available() else "not available (no driver or numba-cuda not installed)"
     lines.append(("cuda", cuda))
     width = max(len(k) for k, _ in lines)
     for k, v in lines:
