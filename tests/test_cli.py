@@ -186,6 +186,12 @@ def test_argparse_errors(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.skipif(numlstm.cuda_available(), reason="CUDA is available here")
+def test_device_cuda_without_a_driver(tmp_path, capsys):
+    rc, _, err = run(["demo", *QUICK, "--device", "cuda", "--out", tmp_path], capsys)
+    assert rc == 2 and "--device" in err and "CUDA" in err, err
+
+
 def test_out_must_be_a_folder(tmp_path, capsys):
     f = tmp_path / "file"
     f.write_text("x")

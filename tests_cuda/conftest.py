@@ -50,4 +50,17 @@ def small_launches(monkeypatch):
     monkeypatch.setattr(config, "REDUCE_THREADS", 8)
     monkeypatch.setattr(config, "PERSISTENT_THREADS", 4)
     monkeypatch.setattr(config, "PERSISTENT", None)
+    # the image kernels' launches (test files of the image layers also set their own)
+    for name, value in {
+        "SPLIT_REDUCE_THREADS": 16,
+        "SPLIT_REDUCE_MIN_LANES": 2,
+        "ATTENTION_THREADS": 4,
+        "CONV_TILE_M": 4,
+        "CONV_TILE_N": 4,
+        "CONV_TILE_K": 2,
+        "CONV_THREAD_TILE": 2,
+        "CONV_WGRAD_BLOCKS": 3,
+    }.items():
+        if hasattr(config, name):
+            monkeypatch.setattr(config, name, value)
     return config
