@@ -32,7 +32,7 @@ from numlstm.layers.dense import Dense
 from numlstm.layers.lstm import LSTM
 from numlstm.layers.pooling import GlobalAvgPool2D, MaxPool2D
 from numlstm.layers.time_distributed import TimeDistributed
-from numlstm.models.sequential import Model, Sequential, _reraise_with_layer, child_seed, infer_output_shape
+from numlstm.models.sequential import Model, Sequential, child_seed, infer_output_shape
 
 _FRAME_AXES = ("batch", "time", "channels", "height", "width")
 
@@ -114,19 +114,6 @@ class _CNNSequenceModel(Model):
         if len(s) != 5 or s[2] not in (None, C):
             raise ValueError(f"input_shape: expected (batch, time, {C}, height, width), got {s}")
         return s
-
-    def _call(self, name: str, fn, *args, **kwargs):
-        """Run a child's method; a TypeError/ValueError names the child."""
-        try:
-            return fn(*args, **kwargs)
-        except (TypeError, ValueError) as exc:
-            _reraise_with_layer(exc, name, self.layers[name], type(self).__name__)
-
-    def _check_cached(self) -> None:
-        if not self._cached:
-            raise RuntimeError(
-                "backward: no forward pass to differentiate; call forward(x) in training mode (model.train()) before backward(dy)"
-            )
 
 
 class CNNLSTM(_CNNSequenceModel):

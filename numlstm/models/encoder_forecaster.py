@@ -19,7 +19,7 @@ from numlstm import backend
 from numlstm._validation import as_array, check_array, check_dtype, check_int, check_kernel_size
 from numlstm.layers.conv import Conv2D
 from numlstm.layers.convlstm import ConvLSTM
-from numlstm.models.sequential import Model, _reraise_with_layer, child_seed
+from numlstm.models.sequential import Model, child_seed
 
 _FRAME_AXES = ("batch", "time", "channels", "height", "width")
 
@@ -27,17 +27,102 @@ _FRAME_AXES = ("batch", "time", "channels", "height", "width")
 FORECASTER_INPUT_CHANNELS = 1
 
 
-def _check_hidden_channels(hidden_channels) -> tuple[int, ...]:
-    if isinstance(hidden_channels, numbers.Integral) and not isinstance(hidden_channels, bool):
-        return (check_int(hidden_channels, "hidden_channels", 1),)
-    if isinstance(hidden_channels, (str, bytes)) or not isinstance(hidden_channels, (list, tuple)):
-        raise TypeError(f"hidden_channels: expected an int or a non-empty list/tuple of ints >= 1, got {hidden_channels!r}")
-    if not hidden_channels:
-        raise ValueError("hidden_channels: expected at least one ConvLSTM layer (a non-empty list of ints >= 1), got []")
-    return tuple(check_int(c, f"hidden_channels[{i}]", 1) for i, c in enumerate(hidden_channels))
+def check_layer_sizes(value, name: str, what: str) -> tuple[int, ...]:
+    """An int or a non-empty list/tuple of ints >= 1 (one per layer) as a tuple."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return (check_int(value, name, 1),)
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise TypeError(f"{name}: expected an int or a non-empty list/tuple of ints >= 1, got {value!r}")
+    if not value:
+        raise ValueError(f"{name}: expected at least one {what} layer (a non-empty list of ints >= 1), got []")
+    return tuple(check_int(c, f"{name}[{i}]", 1) for i, c in enumerate(value))
 
 
-class EncoderForecaster(Model):
+class EncoderForecasterBase(Model):
+    """The encoding-forecasting chain shared by ``EncoderForecaster`` (ConvLSTM)
+    and ``FCEncoderForecaster`` (LSTM): children ``encoder0..``, ``forecaster0..``
+    and ``head``; sequences are (B, T, C, ...) with the features on axis 2.
+
+    Forward: encoder k reads encoder k-1's sequence, its final ``(h, c)``
+    starts forecaster k; forecaster 0 reads zeros; the forecasters' hidden
+    sequences are concatenated on axis 2 for the head. Backward: the head's
+    gradient is split back per forecaster (top first, each adding the
+    gradient from the layer above), each forecaster's ``dstate`` is the
+    gradient of its encoder's final state, and the encoders run top down.
+    """
+
+    recurrent = False
+
+    @staticmethod
+    def _as_frames(a):
+        """A device sequence (B, T, C) as (B, T, C, 1, 1): the channel glue works on frames."""
+        return a.reshape(tuple(a.shape) + (1, 1)) if len(a.shape) == 3 else a
+
+    def _concat_channels(self, arrays):
+        """``np.concatenate(arrays, axis=2)`` on the model's device."""
+        if self.device == "cpu":
+            return np.concatenate(arrays, axis=2)
+        glue = backend.cuda_kernels().convlstm
+        shape = tuple(arrays[0].shape)
+        out = backend.empty(shape[:2] + (sum(a.shape[2] for a in arrays),) + shape[3:], self._dtype, "cuda")
+        off = 0
+        for a in arrays:
+            glue.copy_channels(self._as_frames(a), 0, self._as_frames(out), off, a.shape[2])
+            off += a.shape[2]
+        return out
+
+    def _channels(self, a, lo: int, hi: int, add=None):
+        """``a[:, :, lo:hi]`` (C-contiguous), plus ``add`` when given, on the model's device."""
+        if self.device == "cpu":
+            part = a[:, :, lo:hi]
+            return np.ascontiguousarray(part) if add is None else part + add
+        glue = backend.cuda_kernels().convlstm
+        shape = tuple(a.shape)
+        out = backend.empty(shape[:2] + (hi - lo,) + shape[3:], self._dtype, "cuda")
+        glue.copy_channels(self._as_frames(a), lo, self._as_frames(out), 0, hi - lo)
+        if add is not None:
+            glue.copy_channels(self._as_frames(add), 0, self._as_frames(out), 0, hi - lo, add=True)
+        return out
+
+    def _chain_forward(self, x, zeros, shapes: dict):
+        """Encoders on ``x``, forecasters on ``zeros``: the forecasters' hidden
+        sequences concatenated on axis 2 (B, F, sum(sizes), ...)."""
+        states = []
+        inp = x
+        for i in range(self.num_layers):
+            name = f"encoder{i}"
+            inp = self._call(name, self.layers[name].forward, inp, state=None)
+            states.append(self.layers[name].state)
+            shapes[name] = tuple(inp.shape)
+        inp, hs = zeros, []
+        for i in range(self.num_layers):
+            name = f"forecaster{i}"
+            inp = self._call(name, self.layers[name].forward, inp, state=states[i])
+            hs.append(inp)
+            shapes[name] = tuple(inp.shape)
+        return self._concat_channels(hs) if self.num_layers > 1 else hs[0]
+
+    def _chain_backward(self, dcat, sizes: tuple[int, ...], encoder_output_shape: tuple):
+        """``dcat`` (B, F, sum(sizes), ...) -> the gradient of the encoders' input."""
+        L = self.num_layers
+        offsets = np.cumsum((0,) + tuple(sizes))
+        dstates = [None] * L
+        dnext = None
+        for i in range(L - 1, -1, -1):
+            name = f"forecaster{i}"
+            dh = self._channels(dcat, int(offsets[i]), int(offsets[i + 1]), dnext)
+            dnext = self._call(name, self.layers[name].backward, dh, None)
+            dstates[i] = self.layers[name].dstate
+        # forecaster0's dnext is the gradient of the zeros: not an input, dropped;
+        # the top encoder's sequence output is unused: only its final state flows on
+        dnext = backend.zeros(encoder_output_shape, self._dtype, self.device)
+        for i in range(L - 1, -1, -1):
+            name = f"encoder{i}"
+            dnext = self._call(name, self.layers[name].backward, dnext, dstates[i])
+        return dnext
+
+
+class EncoderForecaster(EncoderForecasterBase):
     """Frames in, per-pixel logits of the next frames out (Shi et al. 2015).
 
     ``x (B, T_in, C_in, H, W)`` -> encoder ConvLSTM layers ``encoder0 ..
@@ -85,8 +170,6 @@ class EncoderForecaster(Model):
     (2, 5, 1, 16, 16)
     """
 
-    recurrent = False
-
     def __init__(
         self,
         in_channels: int,
@@ -99,7 +182,7 @@ class EncoderForecaster(Model):
     ) -> None:
         super().__init__()
         self.in_channels = check_int(in_channels, "in_channels", 1)
-        self.hidden_channels = _check_hidden_channels(hidden_channels)
+        self.hidden_channels = check_layer_sizes(hidden_channels, "hidden_channels", "ConvLSTM")
         self.kernel_size = check_kernel_size(kernel_size)
         self.out_channels = self.in_channels if out_channels is None else check_int(out_channels, "out_channels", 1)
         self.future_steps = check_int(future_steps, "future_steps", 1)
@@ -170,13 +253,6 @@ class EncoderForecaster(Model):
         return self.output_shapes(input_shape)["head"]
 
     # -- helpers ------------------------------------------------------------------------
-    def _call(self, name: str, fn, *args, **kwargs):
-        """Run a child's method; a TypeError/ValueError names the child."""
-        try:
-            return fn(*args, **kwargs)
-        except (TypeError, ValueError) as exc:
-            _reraise_with_layer(exc, name, self.layers[name], type(self).__name__)
-
     def _check_frames(self, x) -> np.ndarray:
         C = self.in_channels
         arr = x if backend.is_device_array(x) else as_array(x, "x")
@@ -188,55 +264,16 @@ class EncoderForecaster(Model):
         check = check_array if self.device == "cpu" else backend.device_input
         return check(arr, "x", (None, None, C, None, None), self._dtype, _FRAME_AXES)
 
-    def _concat_channels(self, arrays):
-        """``np.concatenate(arrays, axis=2)`` on the model's device."""
-        if self.device == "cpu":
-            return np.concatenate(arrays, axis=2)
-        glue = backend.cuda_kernels().convlstm
-        shape = tuple(arrays[0].shape)
-        out = backend.empty(shape[:2] + (sum(a.shape[2] for a in arrays),) + shape[3:], self._dtype, "cuda")
-        off = 0
-        for a in arrays:
-            glue.copy_channels(a, 0, out, off, a.shape[2])
-            off += a.shape[2]
-        return out
-
-    def _channels(self, a, lo: int, hi: int, add=None):
-        """``a[:, :, lo:hi]`` (C-contiguous), plus ``add`` when given, on the model's device."""
-        if self.device == "cpu":
-            part = a[:, :, lo:hi]
-            return np.ascontiguousarray(part) if add is None else part + add
-        glue = backend.cuda_kernels().convlstm
-        shape = tuple(a.shape)
-        out = backend.empty(shape[:2] + (hi - lo,) + shape[3:], self._dtype, "cuda")
-        glue.copy_channels(a, lo, out, 0, hi - lo)
-        if add is not None:
-            glue.copy_channels(add, 0, out, 0, hi - lo, add=True)
-        return out
-
     # -- forward / backward -----------------------------------------------------------------
     def forward(self, x) -> np.ndarray:
         """x (B, T_in, in_channels, H, W) -> logits (B, future_steps, out_channels, H, W)."""
         x = self._check_frames(x)
         self._cached = False
         B, T, _, H, W = x.shape
-        F, L, dt = self.future_steps, self.num_layers, self._dtype
+        F, dt = self.future_steps, self._dtype
         shapes = {}
-        states = []
-        inp = x
-        for i in range(L):
-            name = f"encoder{i}"
-            inp = self._call(name, self.layers[name].forward, inp, state=None)
-            states.append(self.layers[name].state)
-            shapes[name] = inp.shape
-        inp = backend.zeros((B, F, FORECASTER_INPUT_CHANNELS, H, W), dt, self.device)
-        hs = []
-        for i in range(L):
-            name = f"forecaster{i}"
-            inp = self._call(name, self.layers[name].forward, inp, state=states[i])
-            hs.append(inp)
-            shapes[name] = inp.shape
-        cat = self._concat_channels(hs) if L > 1 else hs[0]
+        zeros = backend.zeros((B, F, FORECASTER_INPUT_CHANNELS, H, W), dt, self.device)
+        cat = self._chain_forward(x, zeros, shapes)
         S = cat.shape[2]
         cat = cat.reshape(B * F, S, H, W)
         z = self._call("head", self.layers["head"].forward, np.ascontiguousarray(cat) if self.device == "cpu" else cat)
@@ -255,30 +292,14 @@ class EncoderForecaster(Model):
         encoder layer k's final state) and the encoder to the input frames.
         Every child accumulates its grads.
         """
-        if not self._cached:
-            raise RuntimeError(
-                "backward: no forward pass to differentiate; call forward(x) in training mode (model.train()) before backward(dy)"
-            )
+        self._check_cached()
         B, T, H, W = self._geometry
-        F, L, dt = self.future_steps, self.num_layers, self._dtype
+        F, dt = self.future_steps, self._dtype
         check = check_array if self.device == "cpu" else backend.device_input
         dy = check(dy, "dy", (B, F, self.out_channels, H, W), dt, _FRAME_AXES)  # refused before anything is consumed
         self._cached = False
         S = sum(self.hidden_channels)
         dcat = self._call("head", self.layers["head"].backward, dy.reshape(B * F, self.out_channels, H, W))
         dcat = dcat.reshape(B, F, S, H, W)
-        offsets = np.cumsum((0,) + self.hidden_channels)
-        dstates = [None] * L
-        dnext = None
-        for i in range(L - 1, -1, -1):
-            name = f"forecaster{i}"
-            dh = self._channels(dcat, int(offsets[i]), int(offsets[i + 1]), dnext)
-            dnext = self._call(name, self.layers[name].backward, dh, None)
-            dstates[i] = self.layers[name].dstate
-        # forecaster0's dnext is the gradient of the zero frames: not an input, dropped
-        # the top encoder's sequence output is unused
-        dnext = backend.zeros((B, T, self.hidden_channels[-1], H, W), dt, self.device)
-        for i in range(L - 1, -1, -1):
-            name = f"encoder{i}"
-            dnext = self._call(name, self.layers[name].backward, dnext, dstates[i])
-        return dnext
+        dx = self._chain_backward(dcat, self.hidden_channels, (B, T, self.hidden_channels[-1], H, W))
+        return dx

@@ -9,14 +9,14 @@ docs/encoder_forecaster.md.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
+from numlstm import backend
 from numlstm._validation import as_array, check_array, check_dtype, check_int
 from numlstm.layers.dense import Dense
 from numlstm.layers.lstm import LSTM
-from numlstm.models.sequential import Model, _reraise_with_layer, child_seed
+from numlstm.models.encoder_forecaster import EncoderForecasterBase, check_layer_sizes
+from numlstm.models.sequential import child_seed
 
 _FRAME_AXES = ("batch", "time", "channels", "height", "width")
 
@@ -24,17 +24,7 @@ _FRAME_AXES = ("batch", "time", "channels", "height", "width")
 FORECASTER_INPUT_SIZE = 1
 
 
-def _check_hidden_sizes(hidden_sizes) -> tuple[int, ...]:
-    if isinstance(hidden_sizes, numbers.Integral) and not isinstance(hidden_sizes, bool):
-        return (check_int(hidden_sizes, "hidden_sizes", 1),)
-    if isinstance(hidden_sizes, (str, bytes)) or not isinstance(hidden_sizes, (list, tuple)):
-        raise TypeError(f"hidden_sizes: expected an int or a non-empty list/tuple of ints >= 1, got {hidden_sizes!r}")
-    if not hidden_sizes:
-        raise ValueError("hidden_sizes: expected at least one LSTM layer (a non-empty list of ints >= 1), got []")
-    return tuple(check_int(c, f"hidden_sizes[{i}]", 1) for i, c in enumerate(hidden_sizes))
-
-
-class FCEncoderForecaster(Model):
+class FCEncoderForecaster(EncoderForecasterBase):
     """Frames in, per-pixel logits of the next frames out, with fully connected LSTMs.
 
     ``x (B, T_in, C, H, W)`` is flattened to ``(B, T_in, C*H*W)`` -> encoder
@@ -63,8 +53,6 @@ class FCEncoderForecaster(Model):
     (2, 3, 1, 8, 8)
     """
 
-    recurrent = False
-
     def __init__(
         self,
         in_channels: int,
@@ -79,7 +67,7 @@ class FCEncoderForecaster(Model):
         self.in_channels = check_int(in_channels, "in_channels", 1)
         self.height = check_int(height, "height", 1)
         self.width = check_int(width, "width", 1)
-        self.hidden_sizes = _check_hidden_sizes(hidden_sizes)
+        self.hidden_sizes = check_layer_sizes(hidden_sizes, "hidden_sizes", "LSTM")
         self.future_steps = check_int(future_steps, "future_steps", 1)
         self._dtype = check_dtype(dtype)
         if seed is not None:
@@ -140,37 +128,22 @@ class FCEncoderForecaster(Model):
         """``(B, future_steps, C, H, W)`` for an input of shape ``input_shape``."""
         return self.output_shapes(input_shape)["head"]
 
-    def _call(self, name: str, fn, *args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (TypeError, ValueError) as exc:
-            _reraise_with_layer(exc, name, self.layers[name], type(self).__name__)
-
     def forward(self, x) -> np.ndarray:
         """x (B, T_in, C, H, W) -> logits (B, future_steps, C, H, W)."""
-        arr = as_array(x, "x")
+        arr = x if backend.is_device_array(x) else as_array(x, "x")
         if arr.ndim != 5:
             raise ValueError(
                 f"x: expected a 5-d array (batch, time, channels, height, width) of shape "
-                f"(?, ?, {', '.join(map(str, self.frame_shape))}), got shape {arr.shape}"
+                f"(?, ?, {', '.join(map(str, self.frame_shape))}), got shape {tuple(arr.shape)}"
             )
-        x = check_array(arr, "x", (None, None) + self.frame_shape, self._dtype, _FRAME_AXES)
+        check = check_array if self.device == "cpu" else backend.device_input
+        x = check(arr, "x", (None, None) + self.frame_shape, self._dtype, _FRAME_AXES)
         self._cached = False
         B, T = x.shape[:2]
-        F, L = self.future_steps, self.num_layers
-        inp = np.ascontiguousarray(x).reshape(B, T, -1)
-        states = []
-        for i in range(L):
-            name = f"encoder{i}"
-            inp = self._call(name, self.layers[name].forward, inp)
-            states.append(self.layers[name].state)
-        inp = np.zeros((B, F, FORECASTER_INPUT_SIZE), self._dtype)
-        hs = []
-        for i in range(L):
-            name = f"forecaster{i}"
-            inp = self._call(name, self.layers[name].forward, inp, state=states[i])
-            hs.append(inp)
-        cat = np.concatenate(hs, axis=2) if L > 1 else hs[0]
+        F = self.future_steps
+        flat = (np.ascontiguousarray(x) if self.device == "cpu" else x).reshape(B, T, -1)
+        zeros = backend.zeros((B, F, FORECASTER_INPUT_SIZE), self._dtype, self.device)
+        cat = self._chain_forward(flat, zeros, {})
         y = self._call("head", self.layers["head"].forward, cat)
         self._geometry = (B, T)
         self._cached = self.training
@@ -178,27 +151,13 @@ class FCEncoderForecaster(Model):
 
     def backward(self, dy) -> np.ndarray:
         """dy (B, future_steps, C, H, W) -> dx (B, T_in, C, H, W); children accumulate their grads."""
-        if not self._cached:
-            raise RuntimeError(
-                "backward: no forward pass to differentiate; call forward(x) in training mode (model.train()) before backward(dy)"
-            )
+        self._check_cached()
         B, T = self._geometry
-        F, L = self.future_steps, self.num_layers
-        dy = check_array(dy, "dy", (B, F) + self.frame_shape, self._dtype, _FRAME_AXES)
+        F = self.future_steps
+        check = check_array if self.device == "cpu" else backend.device_input
+        dy = check(dy, "dy", (B, F) + self.frame_shape, self._dtype, _FRAME_AXES)
         self._cached = False
-        dcat = self._call("head", self.layers["head"].backward, np.ascontiguousarray(dy).reshape(B, F, -1))
-        offsets = np.cumsum((0,) + self.hidden_sizes)
-        dstates = [None] * L
-        dnext = None
-        for i in range(L - 1, -1, -1):
-            name = f"forecaster{i}"
-            dh = dcat[:, :, offsets[i] : offsets[i + 1]]
-            dh = np.ascontiguousarray(dh) if dnext is None else dh + dnext
-            dnext = self._call(name, self.layers[name].backward, dh)
-            dstates[i] = self.layers[name].dstate
-        # the top encoder's sequence output is unused: only its final state flows on
-        dnext = np.zeros((B, T, self.hidden_sizes[-1]), self._dtype)
-        for i in range(L - 1, -1, -1):
-            name = f"encoder{i}"
-            dnext = self._call(name, self.layers[name].backward, dnext, dstates[i])
-        return dnext.reshape((B, T) + self.frame_shape)
+        flat = (np.ascontiguousarray(dy) if self.device == "cpu" else dy).reshape(B, F, -1)
+        dcat = self._call("head", self.layers["head"].backward, flat)
+        dx = self._chain_backward(dcat, self.hidden_sizes, (B, T, self.hidden_sizes[-1]))
+        return dx.reshape((B, T) + self.frame_shape)

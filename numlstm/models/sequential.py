@@ -343,6 +343,20 @@ class Model(Layer):
         lines.append(")")
         return "\n".join(lines)
 
+    def _call(self, name: str, fn, *args, **kwargs):
+        """Run a child's method; a TypeError/ValueError names the child."""
+        try:
+            return fn(*args, **kwargs)
+        except (TypeError, ValueError) as exc:
+            _reraise_with_layer(exc, name, self.layers[name], type(self).__name__)
+
+    def _check_cached(self) -> None:
+        """Refuse backward without a training-mode forward (subclasses set ``self._cached``)."""
+        if not getattr(self, "_cached", False):
+            raise RuntimeError(
+                "backward: no forward pass to differentiate; call forward(x) in training mode (model.train()) before backward(dy)"
+            )
+
     def forward(self, x, *args, **kwargs):  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__}.forward: a Model subclass writes its forward")
 
