@@ -35,8 +35,12 @@ SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 
 
 @pytest.fixture(autouse=True)
-def small_launches(monkeypatch):
-    """Launch configurations small enough that tiny inputs still span several blocks."""
+def small_launches(request, monkeypatch):
+    """Launch configurations small enough that tiny inputs still span several blocks.
+
+    A test module that wants other values names them in a module-level dict,
+    ``LAUNCHES = {"MAX_BLOCKS": 3}``, applied after these.
+    """
     from numlstm.kernels.cuda import config
 
     monkeypatch.setattr(config, "THREADS_PER_BLOCK", 8)
@@ -50,7 +54,7 @@ def small_launches(monkeypatch):
     monkeypatch.setattr(config, "REDUCE_THREADS", 8)
     monkeypatch.setattr(config, "PERSISTENT_THREADS", 4)
     monkeypatch.setattr(config, "PERSISTENT", None)
-    # the image kernels' launches (test files of the image layers also set their own)
+    # the image kernels' launches
     for name, value in {
         "SPLIT_REDUCE_THREADS": 16,
         "SPLIT_REDUCE_MIN_LANES": 2,
@@ -63,4 +67,6 @@ def small_launches(monkeypatch):
     }.items():
         if hasattr(config, name):
             monkeypatch.setattr(config, name, value)
+    for name, value in getattr(request.module, "LAUNCHES", {}).items():
+        monkeypatch.setattr(config, name, value)
     return config

@@ -2,32 +2,13 @@
 
 import numpy as np
 import pytest
+from core_util import TOL, rel
 from numba import cuda
 
 from numlstm import AttentionLSTM, TemporalAttention, attention_penalty
 from numlstm.backend import is_device_array, to_numpy
-from numlstm.kernels.cuda import config
 
-TOL = 1e-12
-
-
-#: the implicit-GEMM convolution's tiles, small enough for several blocks on tiny inputs
-SMALL_CONV_TILES = {"CONV_TILE_M": 4, "CONV_TILE_N": 4, "CONV_TILE_K": 2, "CONV_THREAD_TILE": 2, "CONV_WGRAD_BLOCKS": 3}
-
-
-@pytest.fixture(autouse=True)
-def _small_launches(monkeypatch):
-    for name, value in SMALL_CONV_TILES.items():
-        monkeypatch.setattr(config, name, value)
-    monkeypatch.setattr(config, "THREADS_PER_BLOCK", 8)
-    monkeypatch.setattr(config, "MAX_BLOCKS", 3)
-    monkeypatch.setattr(config, "ATTENTION_THREADS", 4)
-    monkeypatch.setattr(config, "SPLIT_REDUCE_THREADS", 16)
-    monkeypatch.setattr(config, "SPLIT_REDUCE_MIN_LANES", 2)
-
-
-def rel(a, b):
-    return float(np.max(np.abs(np.asarray(a) - b)) / max(np.max(np.abs(b)), 1e-300))
+LAUNCHES = {"MAX_BLOCKS": 3}
 
 
 def _randomise(layer, rng):

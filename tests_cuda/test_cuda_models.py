@@ -8,22 +8,8 @@ from numba import cuda
 
 import numlstm
 from numlstm import backend
-from numlstm.kernels.cuda import config
 
 TOL = 1e-11  # a few optimizer steps on top of 1e-12 kernels
-
-
-#: the implicit-GEMM convolution's tiles, small enough for several blocks on tiny inputs
-SMALL_CONV_TILES = {"CONV_TILE_M": 4, "CONV_TILE_N": 4, "CONV_TILE_K": 2, "CONV_THREAD_TILE": 2, "CONV_WGRAD_BLOCKS": 3}
-
-
-@pytest.fixture(autouse=True)
-def _image_launches(monkeypatch):
-    for name, value in SMALL_CONV_TILES.items():
-        monkeypatch.setattr(config, name, value)
-    monkeypatch.setattr(config, "SPLIT_REDUCE_THREADS", 16)
-    monkeypatch.setattr(config, "SPLIT_REDUCE_MIN_LANES", 2)
-    monkeypatch.setattr(config, "ATTENTION_THREADS", 4)
 
 
 def _fit(make, loss, x, y, device, epochs=1, batch_size=2):
