@@ -17,10 +17,8 @@ CUDA device, or in smoke mode on the simulator.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-import time
 from functools import partial
 from pathlib import Path
 
@@ -28,51 +26,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from gpu_check import median_time, rel, small_launches  # noqa: E402
+
 import numlstm  # noqa: E402
 from numlstm.backend import to_numpy  # noqa: E402
 
 #: (B, T, C_in, C, H, W, k) of the timed ConvLSTM (issue 6), and the smoke size
 CONVLSTM_SIZE = (8, 10, 1, 64, 64, 64, 5)
 CONVLSTM_SMOKE = (1, 2, 1, 2, 3, 3, 3)
-
-
-#: launch configuration on the simulator (each simulated thread is a Python
-#: thread: a 256-thread block costs seconds); real GPUs keep the defaults
-_SIMULATOR_CONFIG = {
-    "THREADS_PER_BLOCK": 8,
-    "REDUCE_THREADS": 8,
-    "SPLIT_REDUCE_THREADS": 16,
-    "SPLIT_REDUCE_MIN_LANES": 2,
-    "ATTENTION_THREADS": 4,
-    "CONV_TILE_M": 4,
-    "CONV_TILE_N": 4,
-    "CONV_TILE_K": 2,
-    "CONV_THREAD_TILE": 2,
-    "CONV_WGRAD_BLOCKS": 3,
-}
-
-
-@contextlib.contextmanager
-def _small_launches():
-    """Patch the launch configuration small while on the simulator."""
-    if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
-        yield
-        return
-    from numlstm.kernels.cuda import config
-
-    saved = {k: getattr(config, k) for k in _SIMULATOR_CONFIG}
-    try:
-        for k, v in _SIMULATOR_CONFIG.items():
-            setattr(config, k, v)
-        yield
-    finally:
-        for k, v in saved.items():
-            setattr(config, k, v)
-
-
-def _rel(a, b) -> float:
-    a, b = np.asarray(to_numpy(a), np.float64), np.asarray(to_numpy(b), np.float64)
-    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-300))
 
 
 def _randomise(layer, rng) -> None:
@@ -95,24 +56,24 @@ def _compare(make, inputs, rng, call=None, grad_call=None, backward: bool = True
     call = call or (lambda layer, *xs: layer(*xs))
     y = call(cpu_layer, *inputs)
     gy = call(gpu_layer, *inputs)
-    errs = [_rel(gy, y)]
+    errs = [rel(gy, y)]
     for k, v in getattr(cpu_layer, "buffers", {}).items():
-        errs.append(_rel(gpu_layer.buffers[k], v))
+        errs.append(rel(gpu_layer.buffers[k], v))
     if not backward:
         return max(errs)
     dy = rng.standard_normal(np.shape(y))
     grad_call = grad_call or (lambda layer, d: layer.backward(d))
     dx = grad_call(cpu_layer, dy)
     gdx = grad_call(gpu_layer, dy)
-    errs.append(_rel(gdx, dx))
+    errs.append(rel(gdx, dx))
     for k, v in cpu_layer.grads.items():
-        errs.append(_rel(gpu_layer.grads[k], v))
+        errs.append(rel(gpu_layer.grads[k], v))
     return max(errs)
 
 
 def checks(smoke: bool) -> list[tuple[str, float]]:
     """``(name, max relative error)`` of every image layer's device path against the CPU, float64."""
-    with _small_launches():
+    with small_launches():
         return _checks(smoke)
 
 
@@ -190,19 +151,6 @@ def _checks(smoke: bool) -> list[tuple[str, float]]:
 
 
 # -- timings ------------------------------------------------------------------------------------------
-def _median_seconds(fn, sync, reps: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-        sync()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
 def _torch_cuda():
     try:
         import torch
@@ -218,7 +166,7 @@ def time_convlstm(smoke: bool, reps: int | None = None) -> list[dict]:
     """Median seconds of a float32 ConvLSTM training step (forward + backward)
     and forward pass on the GPU, numlstm against a Conv2d-based PyTorch
     ConvLSTM (cuDNN) on the same GPU; one dict per size."""
-    with _small_launches():
+    with small_launches():
         return _time_convlstm(smoke, reps)
 
 
@@ -250,8 +198,8 @@ def _time_convlstm(smoke: bool, reps: int | None) -> list[dict]:
         layer.forward(xd)
 
     row = {"(B, T, C_in, C, H, W, k)": str(size)}
-    row["numlstm step ms"] = _median_seconds(nl_step, cuda.synchronize, reps, warmup)
-    row["numlstm fwd ms"] = _median_seconds(nl_fwd, cuda.synchronize, reps, warmup)
+    row["numlstm step ms"] = median_time(nl_step, cuda.synchronize, reps, warmup)
+    row["numlstm fwd ms"] = median_time(nl_fwd, cuda.synchronize, reps, warmup)
     torch = None if (smoke and simulator) else _torch_cuda()
     if torch is not None:
         from convlstm_cpu import torch_convlstm
@@ -278,8 +226,8 @@ def _time_convlstm(smoke: bool, reps: int | None) -> list[dict]:
             with torch.no_grad():
                 m(xt)
 
-        row["torch step ms"] = _median_seconds(t_step, torch.cuda.synchronize, reps, warmup)
-        row["torch fwd ms"] = _median_seconds(t_fwd, torch.cuda.synchronize, reps, warmup)
+        row["torch step ms"] = median_time(t_step, torch.cuda.synchronize, reps, warmup)
+        row["torch fwd ms"] = median_time(t_fwd, torch.cuda.synchronize, reps, warmup)
         row["step ratio"] = f"{row['numlstm step ms'] / row['torch step ms']:.2f}"
         row["fwd ratio"] = f"{row['numlstm fwd ms'] / row['torch fwd ms']:.2f}"
     else:

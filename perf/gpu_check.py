@@ -28,6 +28,7 @@ rows of ``perf/_gpu_image_checks.time_convlstm`` when present.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import math
 import sys
@@ -280,10 +281,11 @@ def run_checks(smoke: bool) -> list[tuple[str, float]]:
 # -- (b) timings -----------------------------------------------------------------------------------
 
 
-def _median_time(fn, sync, reps: int, warmup: int = 2) -> float:
+def median_time(fn, sync, reps: int, warmup: int = 2) -> float:
+    """Median seconds of ``reps`` calls of ``fn``, each followed by ``sync()``, after ``warmup`` synchronised calls."""
     for _ in range(warmup):
         fn()
-    sync()
+        sync()
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
@@ -313,7 +315,7 @@ def time_numlstm(B, T, I, H, persistent, reps, warmup=3) -> tuple[float, str]:
             layer.backward(dy)
             opt.step()
 
-        t = _median_time(step, cuda.synchronize, reps, warmup)
+        t = median_time(step, cuda.synchronize, reps, warmup)
         return t, layer._last_path
     finally:
         config.PERSISTENT = saved
@@ -333,7 +335,7 @@ def time_torch(torch, B, T, I, H, reps, warmup=3) -> float:
         y.backward(dy)
         opt.step()
 
-    return _median_time(step, torch.cuda.synchronize, reps, warmup)
+    return median_time(step, torch.cuda.synchronize, reps, warmup)
 
 
 def _torch_cuda(skip: bool):
@@ -487,21 +489,21 @@ def main(argv=None) -> int:
     smoke = args.smoke
     if not _real_gpu():
         sys.setswitchinterval(1e-4)  # simulator threads synchronise often: hand the GIL over sooner
-        _simulator_launches()
-    print("(a) checks against the CPU path, float64", flush=True)
-    checks = run_checks(smoke)
-    width = max(len(n) for n, _ in checks)
-    for name, err in checks:
-        print(f"  {name:<{width}}  {err:.1e}  {'ok' if err <= LIMIT else 'FAILED'}", flush=True)
-    timings, conv_rows = [], []
-    if not args.no_timings:
-        print("(b) training-step timings, float32", flush=True)
-        torch = _torch_cuda(args.no_torch or smoke and not _real_gpu())
-        reps = args.reps or (2 if smoke else 20)
-        timings = run_timings(smoke, torch, reps)
-        image = _image_module()
-        if image is not None and hasattr(image, "time_convlstm"):
-            conv_rows = list(image.time_convlstm(smoke))
+    with small_launches():
+        print("(a) checks against the CPU path, float64", flush=True)
+        checks = run_checks(smoke)
+        width = max(len(n) for n, _ in checks)
+        for name, err in checks:
+            print(f"  {name:<{width}}  {err:.1e}  {'ok' if err <= LIMIT else 'FAILED'}", flush=True)
+        timings, conv_rows = [], []
+        if not args.no_timings:
+            print("(b) training-step timings, float32", flush=True)
+            torch = _torch_cuda(args.no_torch or smoke and not _real_gpu())
+            reps = args.reps or (2 if smoke else 20)
+            timings = run_timings(smoke, torch, reps)
+            image = _image_module()
+            if image is not None and hasattr(image, "time_convlstm"):
+                conv_rows = list(image.time_convlstm(smoke))
     md = markdown(checks, timings, conv_rows, smoke)
     print()
     print(md)
@@ -512,7 +514,7 @@ def main(argv=None) -> int:
 
 #: launch configuration on the simulator, where every CUDA thread is a Python
 #: thread (as tests_cuda/conftest.py); a real GPU keeps the defaults
-_SIMULATOR_CONFIG = {
+SIMULATOR_CONFIG = {
     "THREADS_PER_BLOCK": 8,
     "GEMM_TILE": 4,
     "GEMM_THREAD_TILE": 2,
@@ -521,15 +523,33 @@ _SIMULATOR_CONFIG = {
     "GEMM_SMALL_THREAD_TILE": 1,
     "REDUCE_THREADS": 8,
     "PERSISTENT_THREADS": 4,
+    # the image kernels (perf/_gpu_image_checks.py)
+    "SPLIT_REDUCE_THREADS": 16,
+    "SPLIT_REDUCE_MIN_LANES": 2,
+    "ATTENTION_THREADS": 4,
+    "CONV_TILE_M": 4,
+    "CONV_TILE_N": 4,
+    "CONV_TILE_K": 2,
+    "CONV_THREAD_TILE": 2,
+    "CONV_WGRAD_BLOCKS": 3,
 }
 
 
-def _simulator_launches() -> None:
-    """Small launches on the simulator, unless the caller (the tests) already set them small."""
+@contextlib.contextmanager
+def small_launches():
+    """Patch the launch configuration to ``SIMULATOR_CONFIG`` while on the simulator; restore it on exit."""
+    if _real_gpu():
+        yield
+        return
     from numlstm.kernels.cuda import config
 
-    if config.THREADS_PER_BLOCK > 32:
-        for k, v in _SIMULATOR_CONFIG.items():
+    saved = {k: getattr(config, k) for k in SIMULATOR_CONFIG}
+    try:
+        for k, v in SIMULATOR_CONFIG.items():
+            setattr(config, k, v)
+        yield
+    finally:
+        for k, v in saved.items():
             setattr(config, k, v)
 
 
