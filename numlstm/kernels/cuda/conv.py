@@ -21,6 +21,12 @@ Pooling is the same: one thread per output element forward, one per input
 element backward (gather over the windows that contain it; for max pooling
 the window's saved argmax decides).
 
+The implicit-GEMM kernels (forward/dx and dW) share their register-tiled
+inner product, ``_tile_fma(TM, TN)``: an inlined device function made per
+thread tile, so TM and TN stay compile-time constants (the PTX is the same
+as with the loop written in each kernel). Their gathers into shared memory
+and their epilogues differ and stay in each kernel.
+
 Drivers take device arrays (C-contiguous) and the CPU kernels' arguments,
 and read the launch configuration from ``numlstm.kernels.cuda.config`` at
 call time. They never validate: the layers do.
@@ -66,6 +72,16 @@ def block_sum(sm, acc):
     return total
 
 
+@cuda.jit(device=True, inline=True)
+def _unravel4(idx, d1, d2, d3):
+    """(i0, i1, i2, i3) of the flat C-order index ``idx`` of an array (d0, d1, d2, d3)."""
+    i3 = idx % d3
+    r = idx // d3
+    i2 = r % d2
+    r //= d2
+    return r // d1, r % d1, i2, i3
+
+
 # -- convolution ----------------------------------------------------------------------------------
 @cuda.jit
 def _conv2d_forward_kernel(x, w, b, has_b, sh, sw, pt, pl, dh, dw, out):
@@ -75,12 +91,7 @@ def _conv2d_forward_kernel(x, w, b, has_b, sh, sw, pt, pl, dh, dw, out):
     kh, kw = w.shape[2], w.shape[3]
     total = N * O * ho * wo
     for idx in range(cuda.grid(1), total, cuda.gridsize(1)):
-        ox = idx % wo
-        r = idx // wo
-        oy = r % ho
-        r //= ho
-        o = r % O
-        n = r // O
+        n, o, oy, ox = _unravel4(idx, O, ho, wo)
         y0 = oy * sh - pt
         x0 = ox * sw - pl
         acc = out.dtype.type(0)
@@ -106,12 +117,7 @@ def _conv2d_backward_dx_kernel(w, dy, sh, sw, pt, pl, dh, dw, dx):
     ho, wo = dy.shape[2], dy.shape[3]
     total = N * C * H * W
     for idx in range(cuda.grid(1), total, cuda.gridsize(1)):
-        xx = idx % W
-        r = idx // W
-        yy = r % H
-        r //= H
-        c = r % C
-        n = r // C
+        n, c, yy, xx = _unravel4(idx, C, H, W)
         acc = dx.dtype.type(0)
         for i in range(kh):
             ty = yy + pt - i * dh
@@ -154,12 +160,7 @@ def _conv2d_backward_dw_kernel(x, dy, sh, sw, pt, pl, dh, dw, kh, kw, partial):
     for idx in range(cuda.grid(1), K * S, cuda.gridsize(1)):
         s = idx % S
         widx = idx // S
-        j = widx % kw
-        r = widx // kw
-        i = r % kh
-        r //= kh
-        c = r % C
-        o = r // C
+        o, c, i, j = _unravel4(widx, C, kh, kw)
         acc = partial.dtype.type(0)
         for m in range(s, M, S):
             ox = m % wo
@@ -220,10 +221,39 @@ _IGEMM: dict = {}
 _KTABS: dict = {}
 
 
+def _tile_fma(TM: int, TN: int):
+    """The register-tiled inner product of both implicit GEMMs, for a TM x TN thread tile.
+
+    TM and TN are closure constants, as in the kernels: the loops unroll and
+    ``acc``, ``a_reg``, ``b_reg`` stay in registers once the helper is inlined.
+    Cached per (TM, TN), so both kernels call one device function."""
+    key = ("fma", TM, TN)
+    f = _IGEMM.get(key)
+    if f is not None:
+        return f
+
+    @cuda.jit(device=True, inline=True)
+    def tile_fma(sm, boff, BM, BN, BK, tmi, tni, gm, gn, a_reg, b_reg, acc):
+        # sm: A slice (BK, BM) at 0, B slice (BK, BN) at boff; this thread's rows tmi + i*gm and
+        # columns tni + q*gn; acc (TM*TN) += A^T B over the BK staged k
+        for kk in range(BK):
+            for i in range(TM):
+                a_reg[i] = sm[kk * BM + tmi + i * gm]
+            for q in range(TN):
+                b_reg[q] = sm[boff + kk * BN + tni + q * gn]
+            for i in range(TM):
+                for q in range(TN):
+                    acc[i * TN + q] += a_reg[i] * b_reg[q]
+
+    _IGEMM[key] = tile_fma
+    return tile_fma
+
+
 def _make_igemm(dtype: np.dtype, TM: int, TN: int):
     nbtype = numba.from_dtype(dtype)
     zero = dtype.type(0)
     TT = TM * TN
+    tile_fma = _tile_fma(TM, TN)
 
     @cuda.jit
     def _conv_igemm_kernel(dx_mode, src, w2, w3, ktab, bias, has_b, sh, sw, pt, pl, BM, BN, BK, out):
@@ -302,14 +332,7 @@ def _make_igemm(dtype: np.dtype, TM: int, TN: int):
                             v = w2[col, k]
                     sm[boff + kk * BN + nn] = v
                 cuda.syncthreads()
-                for kk in range(BK):
-                    for i in range(TM):
-                        a_reg[i] = sm[kk * BM + tmi + i * gm]
-                    for q in range(TN):
-                        b_reg[q] = sm[boff + kk * BN + tni + q * gn]
-                    for i in range(TM):
-                        for q in range(TN):
-                            acc[i * TN + q] += a_reg[i] * b_reg[q]
+                tile_fma(sm, boff, BM, BN, BK, tmi, tni, gm, gn, a_reg, b_reg, acc)
                 cuda.syncthreads()
             for i in range(TM):
                 m = m0 + tmi + i * gm
@@ -381,6 +404,7 @@ def _make_igemm_dw(dtype: np.dtype, TM: int, TN: int):
     nbtype = numba.from_dtype(dtype)
     zero = dtype.type(0)
     TT = TM * TN
+    tile_fma = _tile_fma(TM, TN)
 
     @cuda.jit
     def _conv_igemm_dw_kernel(x, dy, ktab, sh, sw, pt, pl, BM, BN, BK, chunk, partial):
@@ -444,14 +468,7 @@ def _make_igemm_dw(dtype: np.dtype, TM: int, TN: int):
                             v = x[q2 // ho, ktab[k, 0], iy, ix]
                     sm[boff + kk * BN + nn] = v
                 cuda.syncthreads()
-                for kk in range(BK):
-                    for i in range(TM):
-                        a_reg[i] = sm[kk * BM + tmi + i * gm]
-                    for q in range(TN):
-                        b_reg[q] = sm[boff + kk * BN + tni + q * gn]
-                    for i in range(TM):
-                        for q in range(TN):
-                            acc[i * TN + q] += a_reg[i] * b_reg[q]
+                tile_fma(sm, boff, BM, BN, BK, tmi, tni, gm, gn, a_reg, b_reg, acc)
                 cuda.syncthreads()
             for i in range(TM):
                 o = o0 + tmi + i * gm
@@ -588,12 +605,7 @@ def _maxpool2d_forward_kernel(x, kh, kw, sh, sw, ph, pw, out, argmax):
     N, C, ho, wo = out.shape
     H, W = x.shape[2], x.shape[3]
     for idx in range(cuda.grid(1), N * C * ho * wo, cuda.gridsize(1)):
-        ox = idx % wo
-        r = idx // wo
-        oy = r % ho
-        r //= ho
-        c = r % C
-        n = r // C
+        n, c, oy, ox = _unravel4(idx, C, ho, wo)
         y0 = oy * sh - ph
         x0 = ox * sw - pw
         best = -math.inf
@@ -634,12 +646,7 @@ def _maxpool2d_backward_kernel(dy, argmax, kh, kw, sh, sw, ph, pw, dx):
     N, C, H, W = dx.shape
     ho, wo = dy.shape[2], dy.shape[3]
     for idx in range(cuda.grid(1), N * C * H * W, cuda.gridsize(1)):
-        xx = idx % W
-        r = idx // W
-        yy = r % H
-        r //= H
-        c = r % C
-        n = r // C
+        n, c, yy, xx = _unravel4(idx, C, H, W)
         me = yy * W + xx
         oy0, oy1 = _window_range(yy, ph, kh, sh, ho)
         ox0, ox1 = _window_range(xx, pw, kw, sw, wo)
@@ -658,12 +665,7 @@ def _avgpool2d_forward_kernel(x, kh, kw, sh, sw, ph, pw, out):
     H, W = x.shape[2], x.shape[3]
     scale = 1.0 / (kh * kw)
     for idx in range(cuda.grid(1), N * C * ho * wo, cuda.gridsize(1)):
-        ox = idx % wo
-        r = idx // wo
-        oy = r % ho
-        r //= ho
-        c = r % C
-        n = r // C
+        n, c, oy, ox = _unravel4(idx, C, ho, wo)
         y0 = oy * sh - ph
         x0 = ox * sw - pw
         s = 0.0
@@ -685,12 +687,7 @@ def _avgpool2d_backward_kernel(dy, kh, kw, sh, sw, ph, pw, dx):
     ho, wo = dy.shape[2], dy.shape[3]
     scale = 1.0 / (kh * kw)
     for idx in range(cuda.grid(1), N * C * H * W, cuda.gridsize(1)):
-        xx = idx % W
-        r = idx // W
-        yy = r % H
-        r //= H
-        c = r % C
-        n = r // C
+        n, c, yy, xx = _unravel4(idx, C, H, W)
         oy0, oy1 = _window_range(yy, ph, kh, sh, ho)
         ox0, ox1 = _window_range(xx, pw, kw, sw, wo)
         acc = dx.dtype.type(0)

@@ -22,6 +22,7 @@ import math
 import numpy as np
 from numba import cuda
 
+from numlstm.kernels.cuda import elementwise
 from numlstm.kernels.cuda._launch import grid_1d
 
 # the constants of numlstm.kernels.cpu.activations.tanh_fast (float32, so that
@@ -203,18 +204,6 @@ def convlstm_gates_backward(at, cpt, dh, dc, wci, wcf, wco, dwci, dwcf, dwco, ap
 
 
 # -- glue -----------------------------------------------------------------------------------------
-@cuda.jit
-def _swap01_kernel(src, dst):
-    # src: (A, B, R) -> dst: (B, A, R)
-    A, B, R = src.shape
-    for idx in range(cuda.grid(1), A * B * R, cuda.gridsize(1)):
-        r = idx % R
-        q = idx // R
-        b = q % B
-        a = q // B
-        dst[b, a, r] = src[a, b, r]
-
-
 def swap01(src, out=None):
     """``src`` (A, B, ...) transposed to (B, A, ...) (C-contiguous device arrays)."""
     A, B = src.shape[0], src.shape[1]
@@ -222,8 +211,7 @@ def swap01(src, out=None):
         out = cuda.device_array((B, A) + tuple(src.shape[2:]), src.dtype)
     if src.size:
         R = src.size // (A * B)
-        blocks, tpb = grid_1d(src.size)
-        _swap01_kernel[blocks, tpb](src.reshape(A, B, R), out.reshape(B, A, R))
+        elementwise.swap01(src.reshape(A, B, R), out.reshape(B, A, R))
     return out
 
 

@@ -40,6 +40,25 @@ from numlstm.kernels.cuda import config
 _KERNELS: dict = {}
 
 
+@cuda.jit(device=True, inline=True)
+def _stage(src, x_rows, x0, X, k0, K, idx, tile, tile_k, sh, off, zero):
+    """Element ``idx`` of the slice [k0, k0+tile_k) x [x0, x0+tile) of an operand
+    into sh[off + k*tile + x] (k-major; zero outside the operand).
+
+    src is (X, K) when ``x_rows`` (a, or b^T), else (K, X) (a^T, or b); consecutive
+    ``idx`` walk src's last axis, so neighbouring threads read neighbouring addresses."""
+    if x_rows:
+        k = idx % tile_k
+        x = idx // tile_k
+    else:
+        x = idx % tile
+        k = idx // tile
+    v = zero
+    if x0 + x < X and k0 + k < K:
+        v = src[x0 + x, k0 + k] if x_rows else src[k0 + k, x0 + x]
+    sh[off + k * tile + x] = v
+
+
 def _make_gemm(dtype: np.dtype, TT: int):
     zero = dtype.type(0)
     nbtype = numba.from_dtype(dtype)  # a numba type: valid for typed arrays compiled and simulated
@@ -66,26 +85,8 @@ def _make_gemm(dtype: np.dtype, TT: int):
         for k0 in range(0, K, tile_k):
             # stage op(a)[row0:row0+tile, k0:k0+tile_k] and op(b)[k0:k0+tile_k, col0:col0+tile]
             for idx in range(tid, tile * tile_k, nt):
-                if trans_a:  # a[k, i]: consecutive threads walk i
-                    i = idx % tile
-                    k = idx // tile
-                else:  # a[i, k]: consecutive threads walk k
-                    k = idx % tile_k
-                    i = idx // tile_k
-                v = zero
-                if row0 + i < M and k0 + k < K:
-                    v = a[k0 + k, row0 + i] if trans_a else a[row0 + i, k0 + k]
-                sh[k * tile + i] = v
-                if trans_b:  # b[j, k]: consecutive threads walk k
-                    k = idx % tile_k
-                    j = idx // tile_k
-                else:  # b[k, j]: consecutive threads walk j
-                    j = idx % tile
-                    k = idx // tile
-                v = zero
-                if col0 + j < N and k0 + k < K:
-                    v = b[col0 + j, k0 + k] if trans_b else b[k0 + k, col0 + j]
-                sh[bs0 + k * tile + j] = v
+                _stage(a, not trans_a, row0, M, k0, K, idx, tile, tile_k, sh, 0, zero)
+                _stage(b, trans_b, col0, N, k0, K, idx, tile, tile_k, sh, bs0, zero)
             cuda.syncthreads()
             for k in range(tile_k):
                 for ii in range(TT):

@@ -131,6 +131,46 @@ def _make_kernels(dtype: np.dtype) -> dict:
     return {"forward_step": forward_step, "backward_step": backward_step, "backward_finish": backward_finish}
 
 
+@cuda.jit(device=True, inline=True)
+def _stage_flat(dst, src, rows, cols):
+    """dst (flat, shared) <- src (rows, cols) in row-major order, by the threads of the block."""
+    for j in range(cuda.threadIdx.x, rows * cols, cuda.blockDim.x):
+        dst[j] = src[j // cols, j % cols]
+
+
+@cuda.jit(device=True, inline=True)
+def _rows_to_shared(s1, s2, g1, g2, b0, R, B, H):
+    """s1, s2 (R*H, shared) <- rows b0 .. b0+R-1 of g1, g2 (B, H), by the threads of the block; rows past B are left alone."""
+    for q in range(cuda.threadIdx.x, R * H, cuda.blockDim.x):
+        b = b0 + q // H
+        if b < B:
+            s1[q] = g1[b, q % H]
+            s2[q] = g2[b, q % H]
+
+
+@cuda.jit(device=True, inline=True)
+def _rows_from_shared(g1, g2, s1, s2, b0, R, B, H):
+    """Rows b0 .. b0+R-1 of g1, g2 (B, H) <- s1, s2 (R*H, shared); rows past B are skipped."""
+    for q in range(cuda.threadIdx.x, R * H, cuda.blockDim.x):
+        b = b0 + q // H
+        if b < B:
+            g1[b, q % H] = s1[q]
+            g2[b, q % H] = s2[q]
+
+
+@cuda.jit(device=True, inline=True)
+def _rows_dot_col(acc, R, v, L, w, wg, stage_w, cols, col, zero):
+    """acc[rr] = sum_t v[rr*L + t] * W[t, col] for the R rows of v (R*L, shared), with W (L, cols)
+    staged row-major in w (shared) when ``stage_w``, else read from wg (global): one read of
+    W serves the R rows."""
+    for rr in range(R):
+        acc[rr] = zero
+    for t in range(L):
+        wv = w[t * cols + col] if stage_w else wg[t, col]
+        for rr in range(R):
+            acc[rr] += v[rr * L + t] * wv
+
+
 def _make_persistent(dtype: np.dtype, R: int) -> dict:
     """The persistent kernels for ``R`` batch rows per block (a compile-time
     constant: each thread keeps R partial sums, so one read of a weight
@@ -155,24 +195,14 @@ def _make_persistent(dtype: np.dtype, R: int) -> dict:
         w = sh[2 * R * H + R * H4 :]
         acc = cuda.local.array(R, nbtype)
         if stage_w:
-            for j in range(tid, H * H4, nt):
-                w[j] = whh_t[j // H4, j % H4]
-        for q in range(tid, R * H, nt):
-            b = b0 + q // H
-            if b < B:
-                hs[q] = h0[b, q % H]
-                cs[q] = c0[b, q % H]
+            _stage_flat(w, whh_t, H, H4)
+        _rows_to_shared(hs, cs, h0, c0, b0, R, B, H)
         cuda.syncthreads()
         for s in range(T):
             t = T - 1 - s if reverse else s
             # phase 1: the gate pre-activations of every row and unit, h_{t-1} W_hh^T from shared h
             for j in range(tid, H4, nt):
-                for rr in range(R):
-                    acc[rr] = zero
-                for m in range(H):
-                    wv = w[m * H4 + j] if stage_w else whh_t[m, j]
-                    for rr in range(R):
-                        acc[rr] += hs[rr * H + m] * wv
+                _rows_dot_col(acc, R, hs, H, w, whh_t, stage_w, H4, j, zero)
                 for rr in range(R):
                     b = b0 + rr
                     if b < B:
@@ -205,11 +235,7 @@ def _make_persistent(dtype: np.dtype, R: int) -> dict:
                     else:
                         y[t, b, k] = zero
             cuda.syncthreads()
-        for q in range(tid, R * H, nt):
-            b = b0 + q // H
-            if b < B:
-                hn[b, q % H] = hs[q]
-                cn[b, q % H] = cs[q]
+        _rows_from_shared(hn, cn, hs, cs, b0, R, B, H)
 
     @cuda.jit
     def persistent_backward(gates, w_hh, lengths, reverse, cprev, dy, dhn, dcn, dh0, dc0, stage_w):
@@ -227,13 +253,8 @@ def _make_persistent(dtype: np.dtype, R: int) -> dict:
         w = sh[2 * R * H + R * H4 :]
         acc = cuda.local.array(R, nbtype)
         if stage_w:
-            for j in range(tid, H * H4, nt):
-                w[j] = w_hh[j // H, j % H]
-        for q in range(tid, R * H, nt):
-            b = b0 + q // H
-            if b < B:
-                dhs[q] = dhn[b, q % H]
-                dcs[q] = dcn[b, q % H]
+            _stage_flat(w, w_hh, H4, H)
+        _rows_to_shared(dhs, dcs, dhn, dcn, b0, R, B, H)
         cuda.syncthreads()
         for s in range(T):
             t = s if reverse else T - 1 - s
@@ -268,22 +289,13 @@ def _make_persistent(dtype: np.dtype, R: int) -> dict:
             cuda.syncthreads()
             # phase 2: dh_{t-1} = dA_t W_hh for the active rows (inactive rows keep dh)
             for m in range(tid, H, nt):
-                for rr in range(R):
-                    acc[rr] = zero
-                for j in range(H4):
-                    wv = w[j * H + m] if stage_w else w_hh[j, m]
-                    for rr in range(R):
-                        acc[rr] += da[rr * H4 + j] * wv
+                _rows_dot_col(acc, R, da, H4, w, w_hh, stage_w, H, m, zero)
                 for rr in range(R):
                     b = b0 + rr
                     if b < B and t < lengths[b]:
                         dhs[rr * H + m] = acc[rr]
             cuda.syncthreads()
-        for q in range(tid, R * H, nt):
-            b = b0 + q // H
-            if b < B:
-                dh0[b, q % H] = dhs[q]
-                dc0[b, q % H] = dcs[q]
+        _rows_from_shared(dh0, dc0, dhs, dcs, b0, R, B, H)
 
     return {"persistent_forward": persistent_forward, "persistent_backward": persistent_backward}
 
