@@ -76,12 +76,17 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="smoke run: 16x16 frames, tiny models, one small epoch")
+    ap.add_argument("--only", default=None, help="run only the models whose name contains this text (no --write)")
     ap.add_argument("--write", action="store_true", help="write the table into docs/reproductions.md")
     args = ap.parse_args()
     models = MODELS
     if args.quick:
         args.epochs, args.epoch_size, args.batch, args.val, args.size, args.frames, args.kernel = 1, 4, 2, 2, 16, 3, 3
         models = [(n, k, tuple(min(h, 4) for h in hid)) for n, k, hid in MODELS]
+    if args.only is not None:
+        models = [m for m in models if args.only in m[0]]
+        if not models:
+            ap.error(f"--only: no model name contains {args.only!r}; names: {[m[0] for m in MODELS]}")
     total = time.perf_counter()
     rows = []
     for name, kind, hidden in models:
@@ -92,6 +97,8 @@ def main() -> None:
             f"{m['seconds']:6.0f} s  loss curve {[round(v, 4) for v in m['curve']]}",
             flush=True,
         )
+    if args.only is not None:
+        return
     base = rows[0][1]["copy_last_frame_cross_entropy_per_sequence"]
     minutes = (time.perf_counter() - total) / 60
     fc = rows[0][1]["cross_entropy_per_sequence"]
