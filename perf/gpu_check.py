@@ -512,40 +512,17 @@ def main(argv=None) -> int:
     return 0 if all(err <= LIMIT for _, err in checks) else 1
 
 
-#: launch configuration on the simulator, where every CUDA thread is a Python
-#: thread (as tests_cuda/conftest.py); a real GPU keeps the defaults
-SIMULATOR_CONFIG = {
-    "THREADS_PER_BLOCK": 8,
-    "GEMM_TILE": 4,
-    "GEMM_THREAD_TILE": 2,
-    "GEMM_TILE_K": 3,
-    "GEMM_SMALL_TILE": 2,
-    "GEMM_SMALL_THREAD_TILE": 1,
-    "REDUCE_THREADS": 8,
-    "PERSISTENT_THREADS": 4,
-    # the image kernels (perf/_gpu_image_checks.py)
-    "SPLIT_REDUCE_THREADS": 16,
-    "SPLIT_REDUCE_MIN_LANES": 2,
-    "ATTENTION_THREADS": 4,
-    "CONV_TILE_M": 4,
-    "CONV_TILE_N": 4,
-    "CONV_TILE_K": 2,
-    "CONV_THREAD_TILE": 2,
-    "CONV_WGRAD_BLOCKS": 3,
-}
-
-
 @contextlib.contextmanager
 def small_launches():
-    """Patch the launch configuration to ``SIMULATOR_CONFIG`` while on the simulator; restore it on exit."""
+    """On the simulator, the small launch configuration (``config.SIMULATOR_LAUNCHES``), restored on exit."""
     if _real_gpu():
         yield
         return
     from numlstm.kernels.cuda import config
 
-    saved = {k: getattr(config, k) for k in SIMULATOR_CONFIG}
+    saved = {k: getattr(config, k) for k in config.SIMULATOR_LAUNCHES}
     try:
-        for k, v in SIMULATOR_CONFIG.items():
+        for k, v in config.SIMULATOR_LAUNCHES.items():
             setattr(config, k, v)
         yield
     finally:

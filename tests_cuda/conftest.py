@@ -43,30 +43,11 @@ def small_launches(request, monkeypatch):
     """
     from numlstm.kernels.cuda import config
 
-    monkeypatch.setattr(config, "THREADS_PER_BLOCK", 8)
+    for name, value in config.SIMULATOR_LAUNCHES.items():
+        monkeypatch.setattr(config, name, value)
     monkeypatch.setattr(config, "MAX_BLOCKS", 64)
-    monkeypatch.setattr(config, "GEMM_TILE", 4)
-    monkeypatch.setattr(config, "GEMM_THREAD_TILE", 2)
-    monkeypatch.setattr(config, "GEMM_TILE_K", 3)
     monkeypatch.setattr(config, "GEMM_MIN_BLOCKS", 0)  # tests of the small tiles set it
-    monkeypatch.setattr(config, "GEMM_SMALL_TILE", 2)
-    monkeypatch.setattr(config, "GEMM_SMALL_THREAD_TILE", 1)
-    monkeypatch.setattr(config, "REDUCE_THREADS", 8)
-    monkeypatch.setattr(config, "PERSISTENT_THREADS", 4)
     monkeypatch.setattr(config, "PERSISTENT", None)
-    # the image kernels' launches
-    for name, value in {
-        "SPLIT_REDUCE_THREADS": 16,
-        "SPLIT_REDUCE_MIN_LANES": 2,
-        "ATTENTION_THREADS": 4,
-        "CONV_TILE_M": 4,
-        "CONV_TILE_N": 4,
-        "CONV_TILE_K": 2,
-        "CONV_THREAD_TILE": 2,
-        "CONV_WGRAD_BLOCKS": 3,
-    }.items():
-        if hasattr(config, name):
-            monkeypatch.setattr(config, name, value)
     for name, value in getattr(request.module, "LAUNCHES", {}).items():
         monkeypatch.setattr(config, name, value)
     return config

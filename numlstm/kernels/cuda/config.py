@@ -2,9 +2,9 @@
 
 Read by the host drivers at call time and passed into the kernels as launch
 parameters or arguments (never frozen into compiled kernels), so patching a
-value takes effect at the next launch. ``tests_cuda/conftest.py`` sets them
-small (e.g. ``THREADS_PER_BLOCK = 8``, ``GEMM_TILE = 4``) so that several
-blocks run even on tiny inputs.
+value takes effect at the next launch. ``SIMULATOR_LAUNCHES`` holds small
+values for the CUDA simulator (applied by ``tests_cuda/conftest.py`` and
+``perf/gpu_check.py``) so that several blocks run even on tiny inputs.
 """
 
 #: threads per block of the 1-d elementwise kernels (gates, activations,
@@ -105,3 +105,26 @@ CONV_THREAD_TILE = 4
 #: implicit-GEMM weight gradient: the N*H'*W' pixels are split so that about
 #: this many blocks run (each adds its share into its own partial sums)
 CONV_WGRAD_BLOCKS = 512
+
+#: the values above for Numba's CUDA simulator, where every CUDA thread is a
+#: Python thread (a 256-thread block costs seconds): small enough that tiny
+#: inputs still span several blocks. ``tests_cuda/conftest.py`` and
+#: ``perf/gpu_check.py`` (on the simulator) apply them; a real GPU keeps the defaults.
+SIMULATOR_LAUNCHES = {
+    "THREADS_PER_BLOCK": 8,
+    "GEMM_TILE": 4,
+    "GEMM_THREAD_TILE": 2,
+    "GEMM_TILE_K": 3,
+    "GEMM_SMALL_TILE": 2,
+    "GEMM_SMALL_THREAD_TILE": 1,
+    "REDUCE_THREADS": 8,
+    "PERSISTENT_THREADS": 4,
+    "SPLIT_REDUCE_THREADS": 16,
+    "SPLIT_REDUCE_MIN_LANES": 2,
+    "ATTENTION_THREADS": 4,
+    "CONV_TILE_M": 4,
+    "CONV_TILE_N": 4,
+    "CONV_TILE_K": 2,
+    "CONV_THREAD_TILE": 2,
+    "CONV_WGRAD_BLOCKS": 3,
+}
