@@ -102,7 +102,7 @@ def _add_training_options(p: argparse.ArgumentParser, *, demo: bool) -> None:
     p.add_argument("--epochs", type=_positive_int, default=None, help="epochs in total (a resumed run continues to this number)")
     p.add_argument("--epoch-size", type=_positive_int, default=None, help="training samples per epoch")
     p.add_argument("--val-size", type=_positive_int, default=None, help="held-out samples for validation and the final metrics")
-    p.add_argument("--batch-size", type=_positive_int, default=16)
+    p.add_argument("--batch-size", type=_positive_int, default=None, help="default 8 for the demo, 16 for train")
     p.add_argument("--lr", type=_positive_float, default=None, help="Adam learning rate")
     p.add_argument("--minutes", type=_positive_float, default=None, help="stop training after this many minutes")
     p.add_argument("--seed", type=_non_negative_int, default=0)
@@ -164,9 +164,9 @@ def main(argv=None) -> int:
 # -- training ---------------------------------------------------------------------------------------------------
 
 # settings of `numlstm demo` (a few minutes on 2 cores) and of --quick (seconds)
-_DEMO = {"epochs": 200, "epoch_size": 256, "val_size": 64, "lr": 1e-2, "minutes": 4.0}
-_QUICK = {"epochs": 2, "epoch_size": 8, "val_size": 4, "lr": 5e-3, "minutes": None}
-_TRAIN = {"epochs": 10, "epoch_size": 512, "val_size": 128, "lr": 2e-3, "minutes": None}
+_DEMO = {"epochs": 200, "epoch_size": 256, "val_size": 64, "lr": 1e-2, "minutes": 4.0, "batch_size": 8}
+_QUICK = {"epochs": 2, "epoch_size": 8, "val_size": 4, "lr": 5e-3, "minutes": None, "batch_size": 4}
+_TRAIN = {"epochs": 10, "epoch_size": 512, "val_size": 128, "lr": 2e-3, "minutes": None, "batch_size": 16}
 
 
 class _TimeLimit(Callback):
@@ -251,7 +251,7 @@ def _task_config(args, task: str, model: str | None) -> TaskConfig:
 
 def _settings(args, defaults: dict) -> dict:
     base = dict(_QUICK if args.quick else defaults)
-    for key in ("epochs", "epoch_size", "val_size", "lr", "minutes"):
+    for key in ("epochs", "epoch_size", "val_size", "lr", "minutes", "batch_size"):
         value = getattr(args, key)
         if value is not None:
             base[key] = value
@@ -320,7 +320,7 @@ def run_training(args, cfg: TaskConfig, settings: dict) -> int:
         seed=cfg.seed,
     )
     x_val, y_val = make_batch(cfg, settings["val_size"], epoch_seed(cfg.seed, -1))
-    batch = args.batch_size
+    batch = settings["batch_size"]
     source = epoch_batches(cfg, trainer, settings["epoch_size"], batch)
 
     t0 = time.monotonic()

@@ -44,7 +44,7 @@ MODELS = {
 
 #: default hidden sizes per (task, model)
 DEFAULT_HIDDEN = {
-    ("moving-digits", "convlstm"): (32, 32),
+    ("moving-digits", "convlstm"): (32, 16, 16),
     ("moving-digits", "lstm"): (256,),
     ("sequence-digits", "cnn-lstm"): (64,),
     ("sequence-digits", "attention"): (64,),
@@ -82,7 +82,7 @@ class TaskConfig:
 
     task: str = "moving-digits"
     model: str = "convlstm"
-    hidden: tuple = field(default_factory=lambda: (32, 32))
+    hidden: tuple = field(default_factory=lambda: (32, 16, 16))
     kernel_size: int = 3
     size: int = 64
     patch: int = 4
