@@ -22,3 +22,8 @@ PARALLEL_MIN_STEP_MACS = 400_000
 
 #: Upper bound on row blocks; None means numba.get_num_threads().
 PARALLEL_MAX_CHUNKS = None
+
+#: Convolutions (Conv2D, and ConvLSTM's input and recurrent convolutions)
+#: split the batch over threads when a call has at least this many
+#: multiply-adds: below it, handing work to a thread costs more than it saves.
+CONV_PARALLEL_MIN_MACS = 2_000_000

@@ -11,7 +11,6 @@ from naive_conv import conv2d_backward_naive, conv2d_forward_naive
 
 import numlstm
 from numlstm import Conv2D, Dense, GlobalAvgPool2D, MaxPool2D, ReLU, Sequential, gradcheck
-from numlstm.layers import conv as conv_layer
 from numlstm.layers.registry import layer_from_config, layer_to_config
 
 TOL = 1e-6
@@ -49,7 +48,7 @@ def _pads(layer):
 @pytest.mark.parametrize("k, s, p, d, hw", CASES)
 def test_conv_matches_naive(rng, monkeypatch, k, s, p, d, hw, bias, threads):
     if threads == "blocks":
-        monkeypatch.setattr(conv_layer, "PARALLEL_MIN_MACS", 0)
+        monkeypatch.setattr(numlstm.config, "CONV_PARALLEL_MIN_MACS", 0)
     layer = random_conv(rng, 2, 3, k, stride=s, padding=p, dilation=d, bias=bias)
     x = rng.standard_normal((3, 2) + hw)
     y = layer(x)

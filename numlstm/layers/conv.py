@@ -13,20 +13,16 @@ import numbers
 import numba
 import numpy as np
 
-from numlstm import backend
+from numlstm import backend, config
 from numlstm._threads import _blas_controllers, run_blocks, single_threaded_blas
 from numlstm._validation import check_array, check_bool, check_dtype, check_int
 from numlstm.kernels.cpu import conv as _k
 from numlstm.layers.base import Layer
 
-#: Split the batch over threads when a call has at least this many
-#: multiply-adds (below it, handing work to a thread costs more than it saves).
-PARALLEL_MIN_MACS = 2_000_000
-
 
 def _blocks(n: int, macs: int) -> list[tuple[int, int]]:
     threads = numba.get_num_threads()
-    if n < 2 or threads < 2 or macs < PARALLEL_MIN_MACS or not _blas_controllers():
+    if n < 2 or threads < 2 or macs < config.CONV_PARALLEL_MIN_MACS or not _blas_controllers():
         return [(0, n)]
     k = min(threads, n)
     edges = np.linspace(0, n, k + 1).astype(int)

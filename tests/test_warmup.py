@@ -1,0 +1,45 @@
+"""numlstm.warmup compiles the kernels of every part it names, for every dtype, and checks its arguments."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import numlstm
+
+CHECK = """
+import numpy as np, numlstm
+from numlstm.kernels.cpu import attention, conv, lstm, optim
+
+def has(dispatcher, dtype):
+    want = np.dtype(dtype).name
+    return any(str(getattr(sig[0], "dtype", "")) == want for sig in dispatcher.signatures)
+
+kernels = [lstm.lstm_forward_rows, lstm.lstm_backward_rows, optim.adam_update, conv.conv2d_forward_keep,
+           conv.maxpool2d_forward, conv.avgpool2d_backward, attention.attention_lstm_forward,
+           attention.attention_lstm_backward]
+dtype = np.{dtype}
+assert not any(has(k, dtype) for k in kernels)  # a fresh process: nothing loaded yet
+numlstm.warmup(dtypes=(dtype,))
+missing = [k.py_func.__name__ for k in kernels if not has(k, dtype)]
+assert not missing, missing
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_warmup_compiles_every_part(dtype):
+    # in a fresh process, so that kernels compiled by other tests cannot stand in for warmup's
+    out = subprocess.run([sys.executable, "-c", CHECK.replace("{dtype}", dtype)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_warmup_arguments():
+    numlstm.warmup(dtypes=(np.float64,), parts="lstm")
+    with pytest.raises(ValueError, match="parts: expected names from"):
+        numlstm.warmup(parts=("gpu",))
+    with pytest.raises(TypeError, match="dtypes"):
+        numlstm.warmup(dtypes=(np.int32,))
