@@ -185,27 +185,43 @@ def _forward(x, w, b, stride, pads, dilation, out, xps, keep):
     rows = max(1, TILE_PIXELS // wo)
     wt = _weight_t(w)
     colT = np.empty((rows * wo, K), x.dtype)
-    yT = np.empty((rows * wo, O), x.dtype)
+    yT = np.empty((O, rows * wo), x.dtype)
     has_b = b.size > 0
+    w2p = np.ascontiguousarray(wt.T)  # (O, K)
     for n in range(N):
         xp = xps[n] if keep else xps[0]
         _pad_hwc(x[n], pt, pl, xp)
         y = out[n].reshape(O, P)
+        if P <= colT.shape[0]:
+            # the whole image is one tile: y[n] (O, P) = W2 colT^T written in
+            # place, no transposed copy of yT (measured: a quarter of the
+            # product's time at 16x16 frames)
+            _tile_cols(xp, kh, kw, sh, sw, dh, dw, 0, ho, wo, colT)
+            np.dot(w2p, colT[:P].T, y)
+            if has_b:
+                for o in range(O):
+                    bo = b[o]
+                    yo = y[o]
+                    for p in range(_u(P)):
+                        yo[p] += bo
+            continue
         for oy0 in range(0, ho, rows):
             oy1 = min(ho, oy0 + rows)
             t = (oy1 - oy0) * wo
             p0 = oy0 * wo
             _tile_cols(xp, kh, kw, sh, sw, dh, dw, oy0, oy1, wo, colT)
+            # channel-major tile (O, t): its rows are contiguous runs of y[n]
             if t == colT.shape[0]:
-                np.dot(colT, wt, yT)
+                np.dot(w2p, colT.T, yT)
                 yt = yT
             else:
-                yt = np.dot(colT[:t], wt)
+                yt = np.dot(w2p, colT[:t].T)
             for o in range(O):
                 bo = b[o] if has_b else y.dtype.type(0)
                 yo = y[o, p0 : p0 + t]
+                src = yt[o]
                 for p in range(_u(t)):
-                    yo[p] = yt[p, o] + bo
+                    yo[p] = src[p] + bo
 
 
 @njit(**_KW)
@@ -248,8 +264,8 @@ def _backward(x, xps, kept, w, dy, stride, pads, dilation, dx, dw_acc, db_acc, n
     dxp = np.zeros((Hp, Wp, C) if need_dx else (1, 1, 1), dy.dtype)
     colT = np.empty((T, K), dy.dtype)
     dcolT = np.empty((T, K), dy.dtype)
-    dyT = np.empty((T, O), dy.dtype)
-    acc = np.zeros((K, O), dy.dtype)
+    gT = np.empty((O, T), dy.dtype)
+    acc = np.zeros((O, K), dy.dtype)
     dbs = np.zeros(O, np.float64)
     for n in range(N):
         if kept:
@@ -260,36 +276,53 @@ def _backward(x, xps, kept, w, dy, stride, pads, dilation, dx, dw_acc, db_acc, n
         g = dy[n].reshape(O, P)
         if need_dx:
             dxp[...] = 0
+        if P <= T:
+            # the whole image is one tile: dy[n] (O, P) is used as it is, its
+            # transpose as a view, no dyT copy (a strided copy that cost about as
+            # much as a third of the dW product, measured at 16x16 frames)
+            for o in range(O):
+                s = 0.0
+                go = g[o]
+                for p in range(_u(P)):
+                    s += go[p]
+                dbs[o] += s
+            _tile_cols(xp, kh, kw, sh, sw, dh, dw, 0, ho, wo, colT)
+            acc += np.dot(g, colT[:P])
+            if need_dx:
+                np.dot(g.T, w2p, dcolT[:P])
+                _tile_cols_add(dcolT[:P], kh, kw, sh, sw, dh, dw, 0, ho, wo, dxp)
+                _unpad_hwc(dxp, pt, pl, dx[n])
+            continue
         for oy0 in range(0, ho, rows):
             oy1 = min(ho, oy0 + rows)
             t = (oy1 - oy0) * wo
             p0 = oy0 * wo
+            # the tile of dy channel-major (O, t): contiguous row copies, no transpose
+            gt = gT if t == T else np.empty((O, t), dy.dtype)
             for o in range(O):
                 go = g[o, p0 : p0 + t]
+                dst = gt[o]
                 s = 0.0
                 for p in range(_u(t)):
                     v = go[p]
-                    dyT[p, o] = v
+                    dst[p] = v
                     s += v
                 dbs[o] += s
             _tile_cols(xp, kh, kw, sh, sw, dh, dw, oy0, oy1, wo, colT)
-            if t == T:
-                acc += np.dot(colT.T, dyT)
-            else:
-                acc += np.dot(colT[:t].T, dyT[:t])
+            acc += np.dot(gt, colT[:t])
             if need_dx:
                 if t == T:
-                    np.dot(dyT, w2p, dcolT)
+                    np.dot(gt.T, w2p, dcolT)
                     _tile_cols_add(dcolT, kh, kw, sh, sw, dh, dw, oy0, oy1, wo, dxp)
                 else:
-                    _tile_cols_add(np.dot(dyT[:t], w2p), kh, kw, sh, sw, dh, dw, oy0, oy1, wo, dxp)
+                    _tile_cols_add(np.dot(gt.T, w2p), kh, kw, sh, sw, dh, dw, oy0, oy1, wo, dxp)
         if need_dx:
             _unpad_hwc(dxp, pt, pl, dx[n])
     for o in range(O):
         for c in range(C):
             for i in range(kh):
                 for j in range(kw):
-                    dw_acc[o, c, i, j] += acc[(i * kw + j) * C + c, o]
+                    dw_acc[o, c, i, j] += acc[o, (i * kw + j) * C + c]
     if db_acc.size > 0:
         for o in range(O):
             db_acc[o] += dbs[o]
