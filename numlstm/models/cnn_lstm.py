@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from numlstm import backend
-from numlstm._validation import as_array, check_array, check_bool, check_dtype, check_float, check_int, check_kernel_size
+from numlstm._validation import check_bool, check_dtype, check_float, check_int, check_kernel_size
 from numlstm.layers.activation import ReLU
 from numlstm.layers.attention import AttentionLSTM
 from numlstm.layers.conv import Conv2D
@@ -33,8 +33,6 @@ from numlstm.layers.lstm import LSTM
 from numlstm.layers.pooling import GlobalAvgPool2D, MaxPool2D
 from numlstm.layers.time_distributed import TimeDistributed
 from numlstm.models.sequential import Model, Sequential, child_seed, infer_output_shape
-
-_FRAME_AXES = ("batch", "time", "channels", "height", "width")
 
 
 def _check_conv_channels(conv_channels) -> tuple[int, ...]:
@@ -92,14 +90,7 @@ class _CNNSequenceModel(Model):
 
     def _check_frames(self, x) -> np.ndarray:
         C = self.in_channels
-        arr = x if backend.is_device_array(x) else as_array(x, "x")
-        if arr.ndim != 5:
-            raise ValueError(
-                f"x: expected a 5-d array (batch, time, channels, height, width) of shape (?, ?, {C}, ?, ?), "
-                f"got shape {tuple(arr.shape)}"
-            )
-        check = check_array if self.device == "cpu" else backend.device_input
-        x = check(arr, "x", (None, None, C, None, None), self._dtype, _FRAME_AXES)
+        x = self._check_image_sequence(x, "x", (None, None, C, None, None))
         m = self.min_frame_size
         if x.shape[3] < m or x.shape[4] < m:
             raise ValueError(

@@ -16,12 +16,10 @@ import numbers
 import numpy as np
 
 from numlstm import backend
-from numlstm._validation import as_array, check_array, check_dtype, check_int, check_kernel_size
+from numlstm._validation import check_dtype, check_int, check_kernel_size
 from numlstm.layers.conv import Conv2D
 from numlstm.layers.convlstm import ConvLSTM
 from numlstm.models.sequential import Model, child_seed
-
-_FRAME_AXES = ("batch", "time", "channels", "height", "width")
 
 #: Channels of the all-zero frames the forecaster's first layer reads.
 FORECASTER_INPUT_CHANNELS = 1
@@ -255,14 +253,7 @@ class EncoderForecaster(EncoderForecasterBase):
     # -- helpers ------------------------------------------------------------------------
     def _check_frames(self, x) -> np.ndarray:
         C = self.in_channels
-        arr = x if backend.is_device_array(x) else as_array(x, "x")
-        if arr.ndim != 5:
-            raise ValueError(
-                f"x: expected a 5-d array (batch, time, channels, height, width) of shape (?, ?, {C}, ?, ?), "
-                f"got shape {tuple(arr.shape)}"
-            )
-        check = check_array if self.device == "cpu" else backend.device_input
-        return check(arr, "x", (None, None, C, None, None), self._dtype, _FRAME_AXES)
+        return self._check_image_sequence(x, "x", (None, None, C, None, None))
 
     # -- forward / backward -----------------------------------------------------------------
     def forward(self, x) -> np.ndarray:
@@ -294,9 +285,8 @@ class EncoderForecaster(EncoderForecasterBase):
         """
         self._check_cached()
         B, T, H, W = self._geometry
-        F, dt = self.future_steps, self._dtype
-        check = check_array if self.device == "cpu" else backend.device_input
-        dy = check(dy, "dy", (B, F, self.out_channels, H, W), dt, _FRAME_AXES)  # refused before anything is consumed
+        F = self.future_steps
+        dy = self._check_image_sequence(dy, "dy", (B, F, self.out_channels, H, W))  # refused before anything is consumed
         self._cached = False
         S = sum(self.hidden_channels)
         dcat = self._call("head", self.layers["head"].backward, dy.reshape(B * F, self.out_channels, H, W))

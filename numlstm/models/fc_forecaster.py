@@ -12,13 +12,11 @@ from __future__ import annotations
 import numpy as np
 
 from numlstm import backend
-from numlstm._validation import as_array, check_array, check_dtype, check_int
+from numlstm._validation import check_dtype, check_int
 from numlstm.layers.dense import Dense
 from numlstm.layers.lstm import LSTM
 from numlstm.models.encoder_forecaster import EncoderForecasterBase, check_layer_sizes
 from numlstm.models.sequential import child_seed
-
-_FRAME_AXES = ("batch", "time", "channels", "height", "width")
 
 #: Features of the all-zero inputs the forecaster's first layer reads.
 FORECASTER_INPUT_SIZE = 1
@@ -130,14 +128,7 @@ class FCEncoderForecaster(EncoderForecasterBase):
 
     def forward(self, x) -> np.ndarray:
         """x (B, T_in, C, H, W) -> logits (B, future_steps, C, H, W)."""
-        arr = x if backend.is_device_array(x) else as_array(x, "x")
-        if arr.ndim != 5:
-            raise ValueError(
-                f"x: expected a 5-d array (batch, time, channels, height, width) of shape "
-                f"(?, ?, {', '.join(map(str, self.frame_shape))}), got shape {tuple(arr.shape)}"
-            )
-        check = check_array if self.device == "cpu" else backend.device_input
-        x = check(arr, "x", (None, None) + self.frame_shape, self._dtype, _FRAME_AXES)
+        x = self._check_image_sequence(x, "x", (None, None) + self.frame_shape)
         self._cached = False
         B, T = x.shape[:2]
         F = self.future_steps
@@ -154,8 +145,7 @@ class FCEncoderForecaster(EncoderForecasterBase):
         self._check_cached()
         B, T = self._geometry
         F = self.future_steps
-        check = check_array if self.device == "cpu" else backend.device_input
-        dy = check(dy, "dy", (B, F) + self.frame_shape, self._dtype, _FRAME_AXES)
+        dy = self._check_image_sequence(dy, "dy", (B, F) + self.frame_shape)
         self._cached = False
         flat = (np.ascontiguousarray(dy) if self.device == "cpu" else dy).reshape(B, F, -1)
         dcat = self._call("head", self.layers["head"].backward, flat)

@@ -7,10 +7,14 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 
 from numlstm import backend
+from numlstm._validation import as_array, check_array
 from numlstm.layers.base import Layer
 from numlstm.layers.lstm import LSTM
 from numlstm.layers.registry import layer_from_config, layer_to_config
 from numlstm.parameter import Parameter
+
+#: axis names of image sequences (batch, time, channels, height, width), for error messages
+IMAGE_SEQUENCE_AXES = ("batch", "time", "channels", "height", "width")
 
 
 def _shape_str(shape) -> str:
@@ -349,6 +353,20 @@ class Model(Layer):
             return fn(*args, **kwargs)
         except (TypeError, ValueError) as exc:
             _reraise_with_layer(exc, name, self.layers[name], type(self).__name__)
+
+    def _check_image_sequence(self, x, name: str, shape: tuple):
+        """``x`` checked as a 5-d image sequence of ``shape`` ``(B, T, C, H, W)``
+        (``None``: any size) in the model's dtype, on the model's device (a host
+        array is copied there once)."""
+        arr = x if backend.is_device_array(x) else as_array(x, name)
+        if arr.ndim != 5:
+            shown = ", ".join("?" if s is None else str(s) for s in shape)
+            raise ValueError(
+                f"{name}: expected a 5-d array (batch, time, channels, height, width) of shape ({shown}), "
+                f"got shape {tuple(arr.shape)}"
+            )
+        check = check_array if self.device == "cpu" else backend.device_input
+        return check(arr, name, tuple(shape), self._dtype, IMAGE_SEQUENCE_AXES)
 
     def _check_cached(self) -> None:
         """Refuse backward without a training-mode forward (subclasses set ``self._cached``)."""
