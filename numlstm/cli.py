@@ -47,34 +47,24 @@ class CLIError(Exception):
 # -- argument types -----------------------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _number(cast, valid, what: str):
+    """An argparse type: ``cast(text)``, finite and ``valid``, else "expected {what}"."""
+
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not (np.isfinite(value) and valid(value)):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+        return value
+
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (value > 0 and np.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
+_positive_int = _number(int, lambda v: v >= 1, "a positive integer")
+_non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
+_positive_float = _number(float, lambda v: v > 0, "a positive number")
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -268,14 +258,18 @@ def _check_out(out: Path) -> Path:
     return out
 
 
-def _move(model, device: str):
-    if device == "cpu":
-        return model
+def _device(name: str) -> str:
+    """``--device`` checked before any work: "cpu", or "cuda" where a driver is."""
+    if name not in ("cpu", "cuda"):
+        raise CLIError(f"--device: expected cpu or cuda, got {name!r}")
     try:
-        check_device(device)
-    except (TypeError, ValueError, RuntimeError) as exc:
+        return check_device(name)
+    except RuntimeError as exc:
         raise CLIError(f"--device: {exc}") from None
-    return model.to(device)
+
+
+def _move(model, device: str):
+    return model if device == "cpu" else model.to(device)
 
 
 def _save_checkpoint(trainer, cfg: TaskConfig, path: Path, settings: dict) -> None:
@@ -292,9 +286,8 @@ def run_training(args, cfg: TaskConfig, settings: dict) -> int:
     from numlstm.tasks import build_model, epoch_batches, epoch_seed, loss_name, make_batch
     from numlstm.trainer import Trainer
 
+    device = _device(args.device)
     out = _check_out(args.out)
-    if args.device not in ("cpu", "cuda"):
-        raise CLIError(f"--device: expected cpu or cuda, got {args.device!r}")
     if cfg.mnist is not None:
         try:
             from numlstm.tasks import _mnist
@@ -306,7 +299,7 @@ def run_training(args, cfg: TaskConfig, settings: dict) -> int:
         raise CLIError(f"--resume: no checkpoint at {args.resume}")
     if args.resume is not None:
         _check_resume(args.resume, cfg)
-    model = _move(build_model(cfg), args.device)
+    model = _move(build_model(cfg), device)
     optimizer = Adam(model.parameters(), lr=settings["lr"])
     limit = _TimeLimit(None if settings["minutes"] is None else 60.0 * settings["minutes"])
     interrupt = _StopOnInterrupt()
@@ -361,13 +354,38 @@ def _check_resume(path: Path, cfg: TaskConfig) -> None:
         raise CLIError(f"--resume: {path} was trained with other settings (saved, asked): {diff}")
 
 
-def _report(trainer, cfg: TaskConfig, out: Path, x_val, y_val, seconds: float, settings: dict, stopped_by_time: bool):
+def _pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _plot_frame_predictions(cfg: TaskConfig, x, y, pred_frames, path: Path) -> Path:
+    """Up to three sequences: input frames, true future, predicted future
+    (``pred_frames``: probabilities in pixels, (N, future, 1, size, size))."""
     from numlstm import plots, tasks
+
+    plt = _pyplot()
+    inputs, truth = tasks.frames_of(cfg, x), tasks.frames_of(cfg, y)
+    k = min(3, x.shape[0])
+    fig, axes = plt.subplots(k, 1, figsize=(12, 3.4 * k), squeeze=False)
+    for i in range(k):
+        plots.plot_frames(truth[i], pred_frames[i], ax=axes[i, 0], inputs=inputs[i])
+        axes[i, 0].set_title(f"held-out sequence {i + 1}: input frames, true future, predicted future")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def _report(trainer, cfg: TaskConfig, out: Path, x_val, y_val, seconds: float, settings: dict, stopped_by_time: bool):
+    from numlstm import plots, tasks
+
+    plt = _pyplot()
 
     logits = to_numpy(trainer.predict(x_val, batch_size=16))
     metrics = {
@@ -384,18 +402,8 @@ def _report(trainer, cfg: TaskConfig, out: Path, x_val, y_val, seconds: float, s
     files = []
     if cfg.is_frame_prediction:
         metrics.update(tasks.frame_metrics(logits, x_val, y_val))
-        inputs, truth = tasks.frames_of(cfg, x_val), tasks.frames_of(cfg, y_val)
         pred = tasks.frames_of(cfg, 1.0 / (1.0 + np.exp(-logits)))
-        k = min(3, x_val.shape[0])
-        fig, axes = plt.subplots(k, 1, figsize=(12, 3.4 * k), squeeze=False)
-        for i in range(k):
-            plots.plot_frames(truth[i], pred[i], ax=axes[i, 0], inputs=inputs[i])
-            axes[i, 0].set_title(f"held-out sequence {i + 1}: input frames, true future, predicted future")
-        fig.tight_layout()
-        path = out / "predictions.png"
-        fig.savefig(path, dpi=80)
-        plt.close(fig)
-        files.append(path)
+        files.append(_plot_frame_predictions(cfg, x_val, y_val, pred, out / "predictions.png"))
     else:
         metrics["val_accuracy"] = tasks.accuracy(logits, y_val)
         files.append(_plot_examples(cfg, x_val, y_val, logits, out / "predictions.png"))
@@ -415,7 +423,7 @@ def _report(trainer, cfg: TaskConfig, out: Path, x_val, y_val, seconds: float, s
 
 
 def _plot_examples(cfg: TaskConfig, x, y, logits, path: Path) -> Path:
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     k = min(6, x.shape[0])
     pred = np.argmax(logits, axis=-1)
@@ -463,6 +471,7 @@ def cmd_predict(args) -> int:
     from numlstm import tasks
     from numlstm.checkpoint import load
 
+    device = _device(args.device)
     if not args.checkpoint.is_file():
         raise CLIError(f"checkpoint: no file at {args.checkpoint}")
     try:
@@ -473,7 +482,7 @@ def cmd_predict(args) -> int:
     if not saved:
         raise CLIError(f"checkpoint: {args.checkpoint} was not written by `numlstm demo` / `numlstm train` (no task settings)")
     cfg = TaskConfig.from_dict(saved["task"])
-    model = _move(ck.model, args.device)
+    model = _move(ck.model, device)
     model.eval()
     out = _check_out(args.out or args.checkpoint.parent)
     if args.input is not None:
@@ -489,22 +498,7 @@ def cmd_predict(args) -> int:
         result["predicted_frames"] = str(out / "predicted_frames.npy")
         if y is not None:
             result.update(tasks.frame_metrics(logits, x, y))
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-
-            from numlstm import plots
-
-            inputs, truth = tasks.frames_of(cfg, x), tasks.frames_of(cfg, y)
-            k = min(3, x.shape[0])
-            fig, axes = plt.subplots(k, 1, figsize=(12, 3.4 * k), squeeze=False)
-            for i in range(k):
-                plots.plot_frames(truth[i], prob[i], ax=axes[i, 0], inputs=inputs[i])
-            fig.tight_layout()
-            fig.savefig(out / "predict.png", dpi=80)
-            plt.close(fig)
-            result["picture"] = str(out / "predict.png")
+            result["picture"] = str(_plot_frame_predictions(cfg, x, y, prob, out / "predict.png"))
     else:
         labels = np.argmax(logits, axis=-1)
         np.save(out / "predicted_labels.npy", labels)
