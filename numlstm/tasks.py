@@ -252,11 +252,10 @@ def sequence_cross_entropy(logits: np.ndarray, target: np.ndarray) -> float:
 
     logits, target : (n, future, ...) of the same shape; target in [0, 1].
     """
+    from numlstm.losses import BCEWithLogitsLoss
+
     z = np.asarray(logits, np.float64)
-    y = np.asarray(target, np.float64)
-    if z.shape != y.shape:
-        raise ValueError(f"target: expected the shape of logits {z.shape}, got {y.shape}")
-    per = (1.0 - y) * z + np.maximum(-z, 0.0) + np.log1p(np.exp(-np.abs(z)))
+    per = BCEWithLogitsLoss(reduction="none").forward(z, np.asarray(target, np.float64))  # checks the shapes
     return float(per.reshape(z.shape[0], -1).sum(axis=1).mean())
 
 
