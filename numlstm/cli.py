@@ -619,7 +619,7 @@ def cmd_info(args) -> int:
     except Exception as exc:  # threadpoolctl reads native libraries: report, never fail
         lines.append(("blas", f"unknown ({exc})"))
     lines.append(("numba cache", numba.config.CACHE_DIR or "next to the sources (__pycache__)"))
-    lines.append(("parallel thresholds", f"rows >= {config.PARALLEL_MIN_ROWS}, batch <= {config.PARALLEL_MAX_BATCH}"))
+    lines.append(("parallel thresholds", f"rows >= {config.PARALLEL_MIN_ROWS}, batch <= {config.PARALLEL_MAX_BATCH or 'any'}"))
     cuda = "available" if cuda_available() else "not available (no driver or numba-cuda not installed)"
     lines.append(("cuda", cuda))
     width = max(len(k) for k, _ in lines)

@@ -9,11 +9,12 @@ kernels).
 #: into row halves) when every block gets at least this many rows ...
 PARALLEL_MIN_ROWS = 4
 
-#: ... and the batch has at most this many rows: up to about 16 rows OpenBLAS
-#: runs the per-step product on one thread (measured: (8, 128) x (128, 512)
-#: takes the same time with 1 or 2 threads), so a second core is idle; above
-#: it, OpenBLAS threads each step itself and the split measured slower ...
-PARALLEL_MAX_BATCH = 16
+#: ... and the batch has at most this many rows (None: no limit). Every
+#: per-step product runs in small-matrix tiles on its block's own thread
+#: (``BLAS_SMALL_MNK``), which beats OpenBLAS's own two threads on one big
+#: product at every batch measured (64 rows: 9.5 ms against 14.2 ms forward
+#: at (64, 100, 64, 128)).
+PARALLEL_MAX_BATCH = None
 
 #: ... and one step's recurrent product has at least this many multiply-adds
 #: (B * H * 4H): below it, handing work to a second thread costs more than it
@@ -27,3 +28,15 @@ PARALLEL_MAX_CHUNKS = None
 #: split the batch over threads when a call has at least this many
 #: multiply-adds: below it, handing work to a thread costs more than it saves.
 CONV_PARALLEL_MIN_MACS = 2_000_000
+
+#: Per-step recurrent products are cut into tiles of at most this many
+#: multiply-adds (M * N * K), the size up to which OpenBLAS takes its
+#: small-matrix kernel (about 1.4-2x faster than its general path at the LSTM's
+#: per-step shapes, see ``numlstm.kernels.cpu.linalg.dot_panels``). 0 turns
+#: the tiling off (one BLAS call per step).
+BLAS_SMALL_MNK = 1_000_000
+
+#: Pin each thread of a parallel block to its own CPU while the block runs
+#: (Linux): otherwise a woken pool thread can share the caller's core for
+#: tens of milliseconds (see ``numlstm._threads._pin_plan``).
+PIN_THREADS = True

@@ -9,7 +9,7 @@ import numpy as np
 from numlstm import backend
 from numlstm._threads import num_chunks, run_blocks, single_threaded_blas
 from numlstm._validation import check_array, check_bool, check_dtype, check_float, check_int, check_lengths
-from numlstm.kernels.cpu.linalg import matmul_add, matmul_into, matmul_tn_add
+from numlstm.kernels.cpu.linalg import matmul_add, matmul_into, matmul_tn_add, pack_panels, tiling
 from numlstm.kernels.cpu.lstm import lstm_backward_rows, lstm_forward_rows
 from numlstm.layers.base import Layer
 
@@ -32,7 +32,9 @@ def _forward_direction(x, w_ih, w_hh, bias, h0, c0, lens, reverse, approx, gates
     g2 = gates.reshape(T * B, gates.shape[2])
     wih_t = np.ascontiguousarray(w_ih.T)
     run_blocks([partial(matmul_into, x2[r0:r1], wih_t, g2[r0:r1]) for r0, r1 in _split(T * B, len(blocks))])
-    args = (gates, np.ascontiguousarray(w_hh.T), bias, h0, c0, lens, reverse, approx, y, hp, cp, hn, cn)
+    H = w_hh.shape[1]
+    mb, nb = tiling(max(b1 - b0 for b0, b1 in blocks), H, 4 * H)
+    args = (gates, pack_panels(w_hh.T, nb), mb, bias, h0, c0, lens, reverse, approx, y, hp, cp, hn, cn)
     run_blocks([partial(lstm_forward_rows, *args, b0, b1) for b0, b1 in blocks])
 
 
@@ -45,7 +47,8 @@ def _backward_direction(
     several blocks). ``gates`` is consumed (it becomes dA)."""
     T, B, I = x.shape
     H = w_hh.shape[1]
-    args = (gates, w_hh, lens, reverse, approx, cp, dy, dhn, dcn)
+    mb, nb = tiling(max(b1 - b0 for b0, b1 in blocks), 4 * H, H)
+    args = (gates, pack_panels(w_hh, nb), mb, lens, reverse, approx, cp, dy, dhn, dcn)
     run_blocks([partial(lstm_backward_rows, *args, dbias_parts[c], dh0, dc0, b0, b1) for c, (b0, b1) in enumerate(blocks)])
     da2 = gates.reshape(T * B, 4 * H)
     x2 = x.reshape(T * B, I)

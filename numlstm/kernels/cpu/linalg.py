@@ -8,6 +8,8 @@ than with transposed views, so callers copy small transposes once.
 import numpy as np
 from numba import njit
 
+from numlstm import config
+
 _KW = {"cache": True, "error_model": "numpy", "nogil": True}
 
 
@@ -28,3 +30,76 @@ def matmul_tn_add(a, b, out):
     """out += a^T @ b. a: (K, M), b: (K, N), out: (M, N); the sum over K
     (here: every time step and sequence) is one product."""
     out += np.dot(a.T, b)
+
+
+@njit(**_KW)
+def dot_panels(a, bp, out, mb, tmp):
+    """out = a @ B in tiles that each take OpenBLAS's small-matrix path.
+
+    OpenBLAS (0.3.2x, x86-64) runs a product with M*N*K <= 1e6 through an
+    unpacked small-matrix kernel: measured here 110-115 GFLOP/s on one core,
+    against 50-85 GFLOP/s through its general path for the per-step shapes
+    of the LSTM (e.g. (16, 128) x (128, 512): 18 us as two 8-row tiles,
+    39 us as one call). The recurrent products are that size, so they are
+    cut into row tiles of ``mb`` rows and, when one row of B is too wide,
+    column panels (see ``numlstm.layers.lstm._tiling``).
+
+    a : (M, K) C-contiguous; bp : (P, K, nb) B's column panels, the last one
+    zero-padded (``pack_panels``); out : (M, N) C-contiguous;
+    tmp : (mb, nb) scratch (unused when P == 1 and nb == N).
+    """
+    M = a.shape[0]
+    P, _, nb = bp.shape
+    N = out.shape[1]
+    if P == 1 and nb == N:
+        for r0 in range(0, M, mb):
+            r1 = min(M, r0 + mb)
+            np.dot(a[r0:r1], bp[0], out[r0:r1])
+        return
+    # panels outside: one panel stays in L2 while every row tile uses it
+    for p in range(P):
+        c0 = p * nb
+        w = min(nb, N - c0)
+        for r0 in range(0, M, mb):
+            r1 = min(M, r0 + mb)
+            t = tmp[: r1 - r0]
+            np.dot(a[r0:r1], bp[p], t)
+            for i in range(r1 - r0):
+                for j in range(w):
+                    out[r0 + i, c0 + j] = t[i, j]
+
+
+def tiling(rows: int, K: int, N: int) -> tuple[int, int]:
+    """(mb, nb): row tile and column-panel width for ``dot_panels`` of a
+    (rows, K) x (K, N) product, each tile within ``config.BLAS_SMALL_MNK``
+    multiply-adds.
+
+    Whole rows of B when at least 8 rows fit (then a multiple of 4 rows);
+    otherwise panels of a power-of-two width that leave about 30 rows per
+    tile. Measured on one core, float32: (32, 128) x (128, 512) 112 GFLOP/s
+    in 12-row tiles against 71 as one call; (64, 512) x (512, 2048) 103 in
+    30 x 64 tiles, 85 in 17 x 112; (64, 2048) x (2048, 512) 106 in 30 x 16,
+    83 as one call. ``(rows, N)``, one plain product, when the whole product
+    fits or the tiling is off.
+    """
+    budget = config.BLAS_SMALL_MNK
+    if not budget or rows * K * N <= budget:
+        return max(1, rows), N
+    if 8 * K * N <= budget:
+        return budget // (K * N) // 4 * 4, N
+    nb = 1
+    while 2 * nb <= budget // (30 * K):
+        nb *= 2
+    nb = min(N, nb)
+    return max(1, budget // (K * nb)), nb
+
+
+def pack_panels(b: np.ndarray, nb: int) -> np.ndarray:
+    """B (K, N) as column panels (ceil(N / nb), K, nb), the last zero-padded."""
+    K, N = b.shape
+    P = -(-N // nb)
+    if P == 1:
+        return np.ascontiguousarray(b).reshape(1, K, N) if nb == N else np.pad(b, ((0, 0), (0, nb - N)))[None]
+    out = np.zeros((K, P * nb), b.dtype)
+    out[:, :N] = b
+    return np.ascontiguousarray(out.reshape(K, P, nb).transpose(1, 0, 2))

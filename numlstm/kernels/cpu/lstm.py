@@ -39,6 +39,7 @@ from numlstm.kernels.cpu.activations import (
     tanh_exact,
     tanh_fast,
 )
+from numlstm.kernels.cpu.linalg import dot_panels
 
 _KW = {"cache": True, "error_model": "numpy", "nogil": True}
 
@@ -109,7 +110,7 @@ def _forward_step(t, gt, rec, bias, h, c, hpt, cpt, yt, lengths, approx, sin, so
 
 
 @njit(**_KW)
-def lstm_forward_rows(gates, whh_t, bias, h0, c0, lengths, reverse, approx, y, hprev, cprev, hn, cn, b0, b1):
+def lstm_forward_rows(gates, whh_p, mb, bias, h0, c0, lengths, reverse, approx, y, hprev, cprev, hn, cn, b0, b1):
     """Recurrent part of the forward pass of one LSTM direction, for the
     batch rows b0:b1 (rows are independent: row blocks can run on separate
     threads, with no synchronisation between steps).
@@ -120,7 +121,8 @@ def lstm_forward_rows(gates, whh_t, bias, h0, c0, lengths, reverse, approx, y, h
         step, one product done before the time loop);
         on return the gate activations i, f, g, o (``lstm_backward_rows``
         overwrites them with the gate gradients).
-    whh_t : (H, 4H) W_hh^T, C-contiguous; bias : (4H,) = b_ih + b_hh.
+    whh_p : (P, H, nb) W_hh^T (H, 4H) as column panels (``dot_panels``);
+    mb : rows per tile of the per-step product; bias : (4H,) = b_ih + b_hh.
     h0, c0 : (B, H) initial state.
     lengths : (B,) int64 valid lengths (all T when there is no padding).
     reverse : run from t = T-1 down to 0.
@@ -134,16 +136,17 @@ def lstm_forward_rows(gates, whh_t, bias, h0, c0, lengths, reverse, approx, y, h
     hn, cn : (B, H) final state.
     """
     T = gates.shape[0]
-    H = whh_t.shape[0]
+    H = whh_p.shape[1]
     h = h0[b0:b1].copy()
     c = c0[b0:b1].copy()
     rec = np.empty((b1 - b0, 4 * H), dtype=gates.dtype)
+    tile = np.empty((mb, whh_p.shape[2]), dtype=gates.dtype)
     tc = np.empty(H, dtype=gates.dtype)
     sin, sout, shift = _activation_coefficients(H, gates.dtype)
     lens = lengths[b0:b1]
     for s in range(T):
         t = T - 1 - s if reverse else s
-        np.dot(h, whh_t, rec)
+        dot_panels(h, whh_p, rec, mb, tile)
         _forward_step(
             t, gates[t, b0:b1], rec, bias, h, c, hprev[t, b0:b1], cprev[t, b0:b1], y[t, b0:b1],
             lens, approx, sin, sout, shift, tc,
@@ -208,7 +211,7 @@ def _backward_step(t, at, dh, dc, cpt, dyt, lengths, approx, dbias, tc, tmp):
 
 
 @njit(**_KW)
-def lstm_backward_rows(gates, w_hh, lengths, reverse, approx, cprev, dy, dhn, dcn, dbias, dh0, dc0, b0, b1):
+def lstm_backward_rows(gates, whh_p, mb, lengths, reverse, approx, cprev, dy, dhn, dcn, dbias, dh0, dc0, b0, b1):
     """Recurrent part of BPTT for one LSTM direction, batch rows b0:b1.
 
     Parameters
@@ -217,7 +220,8 @@ def lstm_backward_rows(gates, w_hh, lengths, reverse, approx, cprev, dy, dhn, dc
         CONSUMED: rows b0:b1 are overwritten in place with the gate gradients
         dA_t (saves a (T, B, 4H) buffer), from which the caller then forms
         dx, dW_ih, dW_hh as one product each over all steps.
-    w_hh : (4H, H); lengths, reverse, approx : as in ``lstm_forward_rows``.
+    whh_p : (P, 4H, nb) W_hh (4H, H) as column panels; mb : rows per tile
+    (``dot_panels``); lengths, reverse, approx : as in ``lstm_forward_rows``.
     cprev : (T, B, H) saved by ``lstm_forward_rows``.
     dy : (T, B, H) gradient of the loss w.r.t. the outputs y.
     dhn, dcn : (B, H) gradient w.r.t. the final state.
@@ -229,11 +233,12 @@ def lstm_backward_rows(gates, w_hh, lengths, reverse, approx, cprev, dy, dhn, dc
     dh0, dc0 : (B, H) rows b0:b1 = dL/d(initial state).
     """
     T = gates.shape[0]
-    H = w_hh.shape[1]
+    H = cprev.shape[2]
     nb = b1 - b0
     dh = dhn[b0:b1].copy()
     dc = dcn[b0:b1].copy()
     rec = np.empty((nb, H), dtype=gates.dtype)
+    tile = np.empty((mb, whh_p.shape[2]), dtype=gates.dtype)
     tmp = np.empty(H, dtype=gates.dtype)
     tc = np.empty(H, dtype=gates.dtype)
     lens = lengths[b0:b1]
@@ -243,7 +248,7 @@ def lstm_backward_rows(gates, w_hh, lengths, reverse, approx, cprev, dy, dhn, dc
         da_t = gates[t, b0:b1]
         _backward_step(t, da_t, dh, dc, cprev[t, b0:b1], dy[t, b0:b1], lens, approx, dbias, tc, tmp)
         # dh_{t-1} = dA_t W_hh; inactive rows pass dh through unchanged
-        np.dot(da_t, w_hh, rec)
+        dot_panels(da_t, whh_p, rec, mb, tile)
         for b in range(nb):
             if t < lens[b]:
                 for k in range(H):
