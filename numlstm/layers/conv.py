@@ -9,6 +9,7 @@ that the im2col copies use every core too, not only the BLAS products.
 from __future__ import annotations
 
 import numbers
+from functools import partial
 
 import numba
 import numpy as np
@@ -29,7 +30,23 @@ def _blocks(n: int, macs: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
 
 
-def conv2d_forward(x, w, b, stride, pads, dilation, out, keep=None) -> None:
+def _scratch(ws: dict | None, key, shape, dtype, zero: bool = False) -> np.ndarray:
+    """A work array kept in ``ws`` (a layer's workspace) between calls, or a
+    fresh one when ``ws`` is None. ``zero``: allocated zeroed (the kernels
+    write only the interior of padded images, so a kept border stays 0)."""
+    dtype = np.dtype(dtype)
+    if ws is None:
+        return np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
+    # keyed by shape too: a layer's convolutions of different sizes (ConvLSTM's
+    # input and recurrent one) each keep their own
+    key = (key, tuple(shape), dtype.str)
+    buf = ws.get(key)
+    if buf is None:
+        buf = ws[key] = np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
+    return buf
+
+
+def conv2d_forward(x, w, b, stride, pads, dilation, out, keep=None, ws=None, w2=None) -> None:
     """out = conv2d(x, w) + b, the batch split over threads.
 
     x: (N, C, H, W) C-contiguous; w: (O, C, kh, kw) C-contiguous; b: (O,) or
@@ -37,55 +54,102 @@ def conv2d_forward(x, w, b, stride, pads, dilation, out, keep=None) -> None:
     out: (N, O, H', W') C-contiguous, overwritten. ``keep``: None, or an
     (N, H+top+bottom, W+left+right, C) C-contiguous array with a zero border
     that receives the padded channels-last images for ``conv2d_backward``.
+    ``ws``: a dict that keeps the work arrays between calls (a layer's
+    workspace); ``w2``: ``weight_matrix(w)`` when the caller already has it
+    (ConvLSTM forms it once per pass for its per-step convolution).
     No validation.
     """
-    N = x.shape[0]
-    macs = out.size * w[0].size
-    blocks = _blocks(N, macs)
+    N, C, H, W = x.shape
+    O, _, kh, kw = w.shape
+    wo = out.shape[3]
+    pt, pb, pl, pr = pads
+    T = _k.tile_rows(wo) * wo
+    blocks = _blocks(N, out.size * w[0].size)
     stride, pads, dilation = tuple(stride), tuple(pads), tuple(dilation)
-    if keep is None:
-        fns = [lambda a=a, e=e: _k.conv2d_forward(x[a:e], w, b, stride, pads, dilation, out[a:e]) for a, e in blocks]
-    else:
-        fns = [
-            lambda a=a, e=e: _k.conv2d_forward_keep(x[a:e], w, b, stride, pads, dilation, out[a:e], keep[a:e]) for a, e in blocks
-        ]
+    w2 = _k.weight_matrix(w) if w2 is None else w2
+    fns = []
+    for i, (a, e) in enumerate(blocks):
+        colT = _scratch(ws, ("conv_colT", i), (T, w2.shape[1]), x.dtype)
+        yT = _scratch(ws, ("conv_yT", i), (O, T), x.dtype)
+        if keep is None:
+            xps = _scratch(ws, ("conv_xps", i, pads), (1, H + pt + pb, W + pl + pr, C), x.dtype, zero=True)
+        else:
+            xps = keep[a:e]
+        args = (x[a:e], w2, kh, kw, b, stride, pads, dilation, out[a:e], xps, keep is not None, colT, yT)
+        fns.append(partial(_k.conv2d_forward_work, *args))
     with single_threaded_blas(len(fns) > 1):
         run_blocks(fns)
 
 
-def conv2d_backward(x, w, dy, stride, pads, dilation, dx, dw, db, need_dx: bool = True, kept=None) -> None:
+class ConvGradAcc:
+    """Per-thread accumulators of a convolution's weight and bias gradients
+    in the kernels' layout, summed over many ``conv2d_backward`` calls and
+    moved into dW, db once (``fold``): ConvLSTM's recurrent convolution is
+    differentiated once per step, its weight gradient folded once per pass."""
+
+    def __init__(self, w_shape, dtype, ws=None, key="conv_acc"):
+        O, C, kh, kw = w_shape
+        n = max(1, numba.get_num_threads())
+        self.w_shape = tuple(w_shape)
+        self.acc = _scratch(ws, (key, "w"), (n, O, C * kh * kw), dtype)
+        self.dbs = _scratch(ws, (key, "b"), (n, O), np.float64)
+        self.acc.fill(0)
+        self.dbs.fill(0)
+
+    def fold(self, dw, db) -> None:
+        """dw (O, C, kh, kw) += the sum of the accumulators; db (O,) likewise (or empty)."""
+        _k.fold_weight_grad(self.acc.sum(axis=0), dw)
+        if db.size:
+            db += self.dbs.sum(axis=0).astype(db.dtype)
+
+
+def conv2d_backward(
+    x, w, dy, stride, pads, dilation, dx, dw, db, need_dx: bool = True, kept=None, ws=None, w2=None, acc=None
+) -> None:
     """dx = input gradient (when ``need_dx``), dw += weight gradient, db += bias gradient.
 
     Shapes as in ``conv2d_forward``; dy: (N, O, H', W'); db may be empty (no bias).
     ``kept``: the ``keep`` array filled by ``conv2d_forward`` for this x (then
     x is not read and may be None; dx gives the input shape), or None.
+    ``ws``, ``w2``: as in ``conv2d_forward``. ``acc``: a ``ConvGradAcc`` that
+    collects dW and db instead (dw and db are then not touched).
     """
-    N = dy.shape[0]
-    macs = dy.size * w[0].size
-    blocks = _blocks(N, macs)
+    N, O, _, wo = dy.shape
+    _, C, kh, kw = w.shape
+    pt, pb, pl, pr = pads
+    if kept is not None:
+        Hp, Wp = kept.shape[1], kept.shape[2]
+    else:
+        Hp, Wp = x.shape[2] + pt + pb, x.shape[3] + pl + pr
+    T = _k.tile_rows(wo) * wo
+    K = C * kh * kw
+    blocks = _blocks(N, dy.size * w[0].size)
     stride, pads, dilation = tuple(stride), tuple(pads), tuple(dilation)
+    w2 = _k.weight_matrix(w) if w2 is None else w2
+    own = acc is None
+    if own:
+        acc = ConvGradAcc(w.shape, dy.dtype, ws, "conv_acc_call")
     if not need_dx:
         dx = np.empty((N, 0, 0, 0), dy.dtype)
-
-    def run(a, e, dw_, db_):
+    dt = dy.dtype
+    fns = []
+    for i, (a, e) in enumerate(blocks):
         if kept is None:
-            _k.conv2d_backward(x[a:e], w, dy[a:e], stride, pads, dilation, dx[a:e], dw_, db_, need_dx)
+            xps = _scratch(ws, ("conv_xps", i, pads), (1, Hp, Wp, C), dt, zero=True)
+            xa = x[a:e]
         else:
-            _k.conv2d_backward_kept(kept[a:e], w, dy[a:e], stride, pads, dilation, dx[a:e], dw_, db_, need_dx)
-
-    if len(blocks) == 1:
-        run(0, N, dw, db)
-        return
-    # each block accumulates into its own buffers; merged after (no shared writes)
-    dws = [np.zeros_like(dw) for _ in blocks]
-    dbs = [np.zeros_like(db) for _ in blocks]
-    fns = [lambda i=i, a=a, e=e: run(a, e, dws[i], dbs[i]) for i, (a, e) in enumerate(blocks)]
-    with single_threaded_blas(True):
+            xps = kept[a:e]
+            xa = dx[a:e][:0]
+        dxp = _scratch(ws, ("conv_dxp", i), (Hp, Wp, C) if need_dx else (1, 1, 1), dt)
+        work = [_scratch(ws, (name, i), shape, dt) for name, shape in (("conv_colT", (T, K)), ("conv_dcolT", (T, K)))]
+        gT = _scratch(ws, ("conv_gT", i), (O, T), dt)
+        tmp = _scratch(ws, ("conv_tmp", i), (O, K), dt)
+        args = (xa, xps, kept is not None, w2, kh, kw, dy[a:e], stride, pads, dilation, dx[a:e], need_dx)
+        fns.append(partial(_k.conv2d_backward_work, *args, acc.acc[i], acc.dbs[i], dxp, *work, gT, tmp))
+    with single_threaded_blas(len(fns) > 1):
         run_blocks(fns)
-    for g in dws:
-        dw += g
-    for g in dbs:
-        db += g
+    if own:
+        acc.fold(dw, db)
 
 
 # -- argument parsing shared with the pooling layers ---------------------------------------------

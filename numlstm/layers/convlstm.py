@@ -18,8 +18,9 @@ from numba import njit
 from numlstm import backend
 from numlstm._validation import check_array, check_bool, check_dtype, check_int
 from numlstm.kernels.cpu.activations import sigmoid_exact, sigmoid_fast, tanh_exact, tanh_fast
+from numlstm.kernels.cpu.conv import weight_matrix
 from numlstm.layers.base import Layer
-from numlstm.layers.conv import _pair, conv2d_backward, conv2d_forward, device_input
+from numlstm.layers.conv import ConvGradAcc, _pair, conv2d_backward, conv2d_forward, device_input
 
 _KW = {"cache": True, "error_model": "numpy", "nogil": True}
 
@@ -418,6 +419,7 @@ class ConvLSTM(Layer):
         hn = np.empty((L * D, B, C, ho, wo), dt)
         cn = np.empty((L * D, B, C, ho, wo), dt)
         inp = np.ascontiguousarray(x.transpose(1, 0, 2, 3, 4))  # time-major (T, B, C_in, H, W)
+        ws = self._workspace
         cache = []
         for k in range(L):
             _, _, cin, hi, wi = inp.shape
@@ -435,9 +437,10 @@ class ConvLSTM(Layer):
                 b = self.params[f"bias_l{k}{sfx}"] if self.bias else no_bias
                 conv2d_forward(
                     inp.reshape(T * B, cin, hi, wi), self.params[f"weight_x_l{k}{sfx}"], b, stride, pads,
-                    self.dilation, gates.reshape(T * B, 4 * C, ho, wo), keep_x if d == 0 else None,
+                    self.dilation, gates.reshape(T * B, 4 * C, ho, wo), keep_x if d == 0 else None, ws,
                 )  # fmt: skip
                 w_h = self.params[f"weight_h_l{k}{sfx}"]
+                w2_h = weight_matrix(w_h)  # once per pass, not per step
                 wci, wcf, wco = self._peepholes(k, sfx, P)
                 y = self._buffer((idx, "y"), (T, B, C, ho, wo))
                 cprev = self._buffer((idx, "cprev"), (T, B, C, ho, wo))
@@ -451,7 +454,7 @@ class ConvLSTM(Layer):
                 cp3, y3 = cprev.reshape(T, B, C, P), y.reshape(T, B, C, P)
                 for t in steps:
                     # only the recurrent convolution per step (its padded h kept for backward)
-                    conv2d_forward(h, w_h, no_bias, (1, 1), rpads, (1, 1), rec, None if keep_h is None else keep_h[t])
+                    conv2d_forward(h, w_h, no_bias, (1, 1), rpads, (1, 1), rec, None if keep_h is None else keep_h[t], ws, w2_h)
                     convlstm_gates_forward(g3[t], r3, c3, cp3[t], y3[t], wci, wcf, wco, self._approx)
                     h = y[t]
                 hn[idx] = h
@@ -511,6 +514,7 @@ class ConvLSTM(Layer):
         dh0 = np.empty((L * D, B, C, ho, wo), dt)
         dc0 = np.empty((L * D, B, C, ho, wo), dt)
         P = ho * wo
+        ws = self._workspace
         # the gate buffers become the gate gradients: differentiable once (as PyTorch)
         self._cache = None
         dx = None
@@ -532,6 +536,8 @@ class ConvLSTM(Layer):
                 dh = dhn[idx].copy()
                 dc = dcn[idx].copy()
                 dh_prev = np.empty((B, C, ho, wo), dt)
+                w2_h = weight_matrix(w_h)
+                acc_h = ConvGradAcc(w_h.shape, dt, ws)  # dW_h collected over the steps, folded once
                 g3, cp3 = gates.reshape(T, B, 4 * C, P), cprev.reshape(T, B, C, P)
                 steps = range(T) if d == 1 else range(T - 1, -1, -1)
                 for t in steps:
@@ -542,8 +548,12 @@ class ConvLSTM(Layer):
                         wci, wcf, wco, dwci, dwcf, dwco, self._approx,
                     )  # fmt: skip
                     # dW_h += ...; dh_{t-1} = conv^T(dA_t, W_h)
-                    conv2d_backward(None, w_h, gates[t], (1, 1), rpads, (1, 1), dh_prev, dw_h, no_bias, kept=keep_h[t])
+                    conv2d_backward(
+                        None, w_h, gates[t], (1, 1), rpads, (1, 1), dh_prev, dw_h, no_bias, kept=keep_h[t], ws=ws,
+                        w2=w2_h, acc=acc_h,
+                    )  # fmt: skip
                     dh, dh_prev = dh_prev, dh
+                acc_h.fold(dw_h, no_bias)
                 dh0[idx] = dh
                 dc0[idx] = dc
                 # input convolution: dW_x, db and dx as ONE call over all frames
@@ -552,7 +562,7 @@ class ConvLSTM(Layer):
                 conv2d_backward(
                     None, self.params[f"weight_x_l{k}{sfx}"], gates.reshape(T * B, 4 * C, ho, wo), lc["stride"],
                     lc["pads"], self.dilation, out.reshape(T * B, cin, hi, wi), self.grads[f"weight_x_l{k}{sfx}"], db,
-                    kept=lc["keep_x"],
+                    kept=lc["keep_x"], ws=ws,
                 )  # fmt: skip
                 if d == 1:
                     dx += dx_d

@@ -53,19 +53,6 @@ def conv_output_size(size: int, k: int, stride: int, pad_lo: int, pad_hi: int, d
 
 # -- layout helpers -------------------------------------------------------------------------------
 @njit(**_KW)
-def _weight_t(w):
-    """(O, C, kh, kw) -> Wt (kh*kw*C, O), row (i*kw + j)*C + c."""
-    O, C, kh, kw = w.shape
-    wt = np.empty((kh * kw * C, O), w.dtype)
-    for o in range(O):
-        for c in range(C):
-            for i in range(kh):
-                for j in range(kw):
-                    wt[(i * kw + j) * C + c, o] = w[o, c, i, j]
-    return wt
-
-
-@njit(**_KW)
 def _pad_hwc(x, pt, pl, xp):
     """xp[pt + y, pl + x, c] = x[c, y, x]; the border of xp is left as it is (zeros).
     x: (C, H, W); xp: (Hp, Wp, C)."""
@@ -153,6 +140,37 @@ def _tile_cols_add(dcolT, kh, kw, sh, sw, dh, dw, oy0, oy1, wo, dxp):
 
 # -- convolution ----------------------------------------------------------------------------------
 @njit(**_KW)
+def weight_matrix(w):
+    """(O, C, kh, kw) -> W2 (O, kh*kw*C), column (i*kw + j)*C + c: the weight
+    in the column order of ``colT``. The threaded drivers form it once per
+    call (ConvLSTM: once per pass, not per step) and hand it to the blocks."""
+    O, C, kh, kw = w.shape
+    w2 = np.empty((O, kh * kw * C), w.dtype)
+    for o in range(O):
+        for i in range(kh):
+            for j in range(kw):
+                for c in range(C):
+                    w2[o, (i * kw + j) * C + c] = w[o, c, i, j]
+    return w2
+
+
+@njit(**_KW)
+def fold_weight_grad(acc, dw_acc):
+    """dw_acc (O, C, kh, kw) += acc (O, kh*kw*C) in the ``weight_matrix`` order."""
+    O, C, kh, kw = dw_acc.shape
+    for o in range(O):
+        for c in range(C):
+            for i in range(kh):
+                for j in range(kw):
+                    dw_acc[o, c, i, j] += acc[o, (i * kw + j) * C + c]
+
+
+def tile_rows(wo: int) -> int:
+    """Output rows per tile (``TILE_PIXELS`` pixels, at least one row)."""
+    return max(1, TILE_PIXELS // wo)
+
+
+@njit(**_KW)
 def conv2d_forward(x, w, b, stride, pads, dilation, out):
     """out = conv2d(x, w) + b.
 
@@ -161,35 +179,36 @@ def conv2d_forward(x, w, b, stride, pads, dilation, out):
     out: (N, O, H', W') C-contiguous, overwritten.
     """
     N, C, H, W = x.shape
-    pt, pb, pl, pr = pads
-    xps = np.zeros((1, H + pt + pb, W + pl + pr, C), x.dtype)
-    _forward(x, w, b, stride, pads, dilation, out, xps, False)
-
-
-@njit(**_KW)
-def conv2d_forward_keep(x, w, b, stride, pads, dilation, out, xps):
-    """``conv2d_forward`` that also keeps every padded channels-last image for
-    the backward pass: xps (N, H+pt+pb, W+pl+pr, C) C-contiguous, its border
-    zero (only the interior is written)."""
-    _forward(x, w, b, stride, pads, dilation, out, xps, True)
-
-
-@njit(**_KW)
-def _forward(x, w, b, stride, pads, dilation, out, xps, keep):
-    N, C, H, W = x.shape
     O, _, kh, kw = w.shape
+    pt, pb, pl, pr = pads
+    wo = out.shape[3]
+    T = max(1, TILE_PIXELS // wo) * wo
+    xps = np.zeros((1, H + pt + pb, W + pl + pr, C), x.dtype)
+    colT = np.empty((T, C * kh * kw), x.dtype)
+    yT = np.empty((O, T), x.dtype)
+    conv2d_forward_work(x, weight_matrix(w), kh, kw, b, stride, pads, dilation, out, xps, False, colT, yT)
+
+
+@njit(**_KW)
+def conv2d_forward_work(x, w2, kh, kw, b, stride, pads, dilation, out, xps, keep, colT, yT):
+    """``conv2d_forward`` with the weight as ``weight_matrix`` and the work
+    arrays given (the threaded driver keeps them between calls: fresh
+    megabyte arrays cost page faults on every call).
+
+    xps: (N, Hp, Wp, C) with ``keep`` (every padded channels-last image is
+    kept for the backward pass) or (1, Hp, Wp, C); its border must be zero
+    (only the interior is written). colT: (T, K), yT: (O, T) with
+    T = ``tile_rows(W') * W'``.
+    """
+    N, C, H, W = x.shape
+    O = w2.shape[0]
     _, _, ho, wo = out.shape
     sh, sw = stride
     pt, pb, pl, pr = pads
     dh, dw = dilation
-    K = C * kh * kw
     P = ho * wo
-    rows = max(1, TILE_PIXELS // wo)
-    wt = _weight_t(w)
-    colT = np.empty((rows * wo, K), x.dtype)
-    yT = np.empty((O, rows * wo), x.dtype)
+    rows = colT.shape[0] // wo
     has_b = b.size > 0
-    w2p = np.ascontiguousarray(wt.T)  # (O, K)
     for n in range(N):
         xp = xps[n] if keep else xps[0]
         _pad_hwc(x[n], pt, pl, xp)
@@ -201,16 +220,53 @@ def _forward(x, w, b, stride, pads, dilation, out, xps, keep):
             _tile_cols(xp, kh, kw, sh, sw, dh, dw, oy0, oy1, wo, colT)
             # channel-major tile (O, t): its rows are contiguous runs of y[n]
             if t == colT.shape[0]:
-                np.dot(w2p, colT.T, yT)
+                np.dot(w2, colT.T, yT)
                 yt = yT
             else:
-                yt = np.dot(w2p, colT[:t].T)
+                yt = np.dot(w2, colT[:t].T)
             for o in range(O):
                 bo = b[o] if has_b else y.dtype.type(0)
                 yo = y[o, p0 : p0 + t]
                 src = yt[o]
                 for p in range(_u(t)):
                     yo[p] = src[p] + bo
+
+
+@njit(**_KW)
+def conv2d_forward_keep(x, w, b, stride, pads, dilation, out, xps):
+    """``conv2d_forward`` that also keeps every padded channels-last image for
+    the backward pass: xps (N, H+pt+pb, W+pl+pr, C) C-contiguous, its border
+    zero (only the interior is written)."""
+    C = x.shape[1]
+    O, _, kh, kw = w.shape
+    wo = out.shape[3]
+    T = max(1, TILE_PIXELS // wo) * wo
+    colT = np.empty((T, C * kh * kw), x.dtype)
+    yT = np.empty((O, T), x.dtype)
+    conv2d_forward_work(x, weight_matrix(w), kh, kw, b, stride, pads, dilation, out, xps, True, colT, yT)
+
+
+@njit(**_KW)
+def _backward_alloc(x, xps, kept, w, dy, stride, pads, dilation, dx, dw_acc, db_acc, need_dx):
+    O, C, kh, kw = w.shape
+    wo = dy.shape[3]
+    K = C * kh * kw
+    T = max(1, TILE_PIXELS // wo) * wo
+    Hp, Wp = xps.shape[1], xps.shape[2]
+    acc = np.zeros((O, K), dy.dtype)
+    dbs = np.zeros(O, np.float64)
+    dxp = np.zeros((Hp, Wp, C) if need_dx else (1, 1, 1), dy.dtype)
+    colT = np.empty((T, K), dy.dtype)
+    dcolT = np.empty((T, K), dy.dtype)
+    gT = np.empty((O, T), dy.dtype)
+    tmp = np.empty((O, K), dy.dtype)
+    conv2d_backward_work(
+        x, xps, kept, weight_matrix(w), kh, kw, dy, stride, pads, dilation, dx, need_dx, acc, dbs, dxp, colT, dcolT, gT, tmp
+    )
+    fold_weight_grad(acc, dw_acc)
+    if db_acc.size > 0:
+        for o in range(O):
+            db_acc[o] += dbs[o]
 
 
 @njit(**_KW)
@@ -225,37 +281,34 @@ def conv2d_backward(x, w, dy, stride, pads, dilation, dx, dw_acc, db_acc, need_d
     N, C, H, W = x.shape
     pt, pb, pl, pr = pads
     xps = np.zeros((1, H + pt + pb, W + pl + pr, C), x.dtype)
-    _backward(x, xps, False, w, dy, stride, pads, dilation, dx, dw_acc, db_acc, need_dx)
+    _backward_alloc(x, xps, False, w, dy, stride, pads, dilation, dx, dw_acc, db_acc, need_dx)
 
 
 @njit(**_KW)
 def conv2d_backward_kept(xps, w, dy, stride, pads, dilation, dx, dw_acc, db_acc, need_dx):
     """``conv2d_backward`` from the images kept by ``conv2d_forward_keep``
     (xps: (N, H+pt+pb, W+pl+pr, C)) instead of x; other arguments as there."""
-    _backward(dx[:0], xps, True, w, dy, stride, pads, dilation, dx, dw_acc, db_acc, need_dx)
+    _backward_alloc(dx[:0], xps, True, w, dy, stride, pads, dilation, dx, dw_acc, db_acc, need_dx)
 
 
 @njit(**_KW)
-def _backward(x, xps, kept, w, dy, stride, pads, dilation, dx, dw_acc, db_acc, need_dx):
+def conv2d_backward_work(x, xps, kept, w2, kh, kw, dy, stride, pads, dilation, dx, need_dx, acc, dbs, dxp, colT, dcolT, gT, tmp):
+    """``conv2d_backward`` with the weight as ``weight_matrix``, the
+    gradients ACCUMULATED in that layout (acc (O, K); dbs (O,) float64:
+    ``fold_weight_grad`` moves them to dW once per pass, not per call), and
+    the work arrays given: xps (N, Hp, Wp, C) when ``kept``, else
+    (1, Hp, Wp, C) with a zero border; dxp (Hp, Wp, C) when ``need_dx``;
+    colT, dcolT (T, K); gT (O, T); tmp (O, K).
+    """
     N = dy.shape[0]
-    O, C, kh, kw = w.shape
+    O = w2.shape[0]
     _, _, ho, wo = dy.shape
     sh, sw = stride
     pt, pb, pl, pr = pads
     dh, dw = dilation
-    Hp, Wp = xps.shape[1], xps.shape[2]
-    K = C * kh * kw
     P = ho * wo
-    rows = max(1, TILE_PIXELS // wo)
-    T = rows * wo
-    wt = _weight_t(w)
-    w2p = np.ascontiguousarray(wt.T)  # (O, K), columns in (i, j, c) order
-    dxp = np.zeros((Hp, Wp, C) if need_dx else (1, 1, 1), dy.dtype)
-    colT = np.empty((T, K), dy.dtype)
-    dcolT = np.empty((T, K), dy.dtype)
-    gT = np.empty((O, T), dy.dtype)
-    acc = np.zeros((O, K), dy.dtype)
-    dbs = np.zeros(O, np.float64)
+    T = colT.shape[0]
+    rows = T // wo
     for n in range(N):
         if kept:
             xp = xps[n]
@@ -281,23 +334,20 @@ def _backward(x, xps, kept, w, dy, stride, pads, dilation, dx, dw_acc, db_acc, n
                     s += v
                 dbs[o] += s
             _tile_cols(xp, kh, kw, sh, sw, dh, dw, oy0, oy1, wo, colT)
-            acc += np.dot(gt, colT[:t])
+            # dW2 += gt colT, through a kept product buffer (no per-tile allocation)
+            np.dot(gt, colT[:t], tmp)
+            af = acc.reshape(acc.size)
+            tf = tmp.reshape(tmp.size)
+            for q in range(_u(af.size)):
+                af[q] += tf[q]
             if need_dx:
                 if t == T:
-                    np.dot(gt.T, w2p, dcolT)
+                    np.dot(gt.T, w2, dcolT)
                     _tile_cols_add(dcolT, kh, kw, sh, sw, dh, dw, oy0, oy1, wo, dxp)
                 else:
-                    _tile_cols_add(np.dot(gt.T, w2p), kh, kw, sh, sw, dh, dw, oy0, oy1, wo, dxp)
+                    _tile_cols_add(np.dot(gt.T, w2), kh, kw, sh, sw, dh, dw, oy0, oy1, wo, dxp)
         if need_dx:
             _unpad_hwc(dxp, pt, pl, dx[n])
-    for o in range(O):
-        for c in range(C):
-            for i in range(kh):
-                for j in range(kw):
-                    dw_acc[o, c, i, j] += acc[o, (i * kw + j) * C + c]
-    if db_acc.size > 0:
-        for o in range(O):
-            db_acc[o] += dbs[o]
 
 
 # -- pooling --------------------------------------------------------------------------------------
