@@ -110,19 +110,17 @@ def _forward_step(t, gt, rec, bias, h, c, hpt, cpt, yt, lengths, approx, sin, so
 
 
 @njit(**_KW)
-def lstm_forward_rows(x, wih_p, mb_x, gates, whh_p, mb, bias, h0, c0, lengths, reverse, approx, y, hprev, cprev, hn, cn, b0, b1):
+def lstm_forward_rows(gates, whh_p, mb, bias, h0, c0, lengths, reverse, approx, y, hprev, cprev, hn, cn, b0, b1):
     """Recurrent part of the forward pass of one LSTM direction, for the
     batch rows b0:b1 (rows are independent: row blocks can run on separate
     threads, with no synchronisation between steps).
 
     Parameters
     ----------
-    x : (T, B, I) the input; wih_p : (P, I, nb) W_ih^T as column panels and
-        mb_x its row tile (``dot_panels``): the input projection of every
-        step is done first, before the time loop, for these rows (in the
-        block's own thread, so a layer direction needs one thread hand-off).
-    gates : (T, B, 4H) work array; on return the gate activations i, f, g, o
-        (``lstm_backward_rows`` overwrites them with the gate gradients).
+    gates : (T, B, 4H) holding x_t W_ih^T (the input projection of every
+        step, one product done before the time loop);
+        on return the gate activations i, f, g, o (``lstm_backward_rows``
+        overwrites them with the gate gradients).
     whh_p : (P, H, nb) W_hh^T (H, 4H) as column panels (``dot_panels``);
     mb : rows per tile of the per-step product; bias : (4H,) = b_ih + b_hh.
     h0, c0 : (B, H) initial state.
@@ -143,9 +141,6 @@ def lstm_forward_rows(x, wih_p, mb_x, gates, whh_p, mb, bias, h0, c0, lengths, r
     c = c0[b0:b1].copy()
     rec = np.empty((b1 - b0, 4 * H), dtype=gates.dtype)
     tile = np.empty((mb, whh_p.shape[2]), dtype=gates.dtype)
-    tile_x = np.empty((mb_x, wih_p.shape[2]), dtype=gates.dtype)
-    for t in range(T):
-        dot_panels(x[t, b0:b1], wih_p, gates[t, b0:b1], mb_x, tile_x)
     tc = np.empty(H, dtype=gates.dtype)
     sin, sout, shift = _activation_coefficients(H, gates.dtype)
     lens = lengths[b0:b1]
