@@ -18,7 +18,8 @@ def has(dispatcher, dtype):
     want = np.dtype(dtype).name
     return any(str(getattr(sig[0], "dtype", "")) == want for sig in dispatcher.signatures)
 
-kernels = [lstm.lstm_forward_rows, lstm.lstm_backward_rows, optim.adam_update, conv.conv2d_forward_keep,
+kernels = [lstm.lstm_forward_rows, lstm.lstm_backward_rows, optim.adam_update, conv.conv2d_forward_work,
+           conv.conv2d_backward_work,
            conv.maxpool2d_forward, conv.avgpool2d_backward, attention.attention_lstm_forward,
            attention.attention_lstm_backward]
 dtype = np.{dtype}
