@@ -6,14 +6,14 @@ import contextlib
 import ctypes
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
 
 import numba
+import numpy as np
 
 from numlstm import config
 
 _blas_libs = None
-_pool: ThreadPoolExecutor | None = None
 
 
 def _load_getcpu():
@@ -78,18 +78,112 @@ def single_threaded_blas(active: bool = True):
             lib.set_num_threads(n)
 
 
-_worker_tids: list[int] = []
-_worker_cpus: set[int] | None = None
+class _Pool:
+    """Persistent worker threads that spin between blocks.
+
+    A worker that has finished a block spins (in ``kernels.cpu.sync``,
+    without the GIL) for about ``config.POOL_SPIN_US`` waiting for the next
+    one, then sleeps on a condition. The LSTM and ConvLSTM hand out blocks
+    every few tens of microseconds: waking a sleeping thread cost 30-80 us
+    here each time (measured: an empty two-block ``run_blocks`` took 96 us
+    through ``ThreadPoolExecutor``, 3 us to a spinning worker).
+
+    Protocol: the caller writes the jobs, then bumps ``seq[0]`` (the
+    generation) under ``cond``, notifying sleepers; worker w runs its jobs
+    and publishes ``done[8 w] = generation`` from compiled code (flags 64
+    bytes apart, one cache line each).
+    """
+
+    def __init__(self, n: int):
+        from numlstm.kernels.cpu import sync
+
+        self.sync = sync
+        self.n = n
+        self.seq = np.zeros(8, np.int64)
+        self.done = np.zeros(8 * n, np.int64)
+        self.jobs: list[list] = [[] for _ in range(n)]
+        self.errors: list[BaseException | None] = [None] * n
+        self.cond = threading.Condition()
+        self.sleeping = 0
+        self.busy = threading.Lock()
+        self.tids: list[int] = []
+        self.cpus: set[int] | None = None
+        self.iters_per_us = _calibrate(sync)
+        ready = threading.Barrier(n + 1)
+        for w in range(n):
+            threading.Thread(target=self._work, args=(w, ready), name=f"numlstm-{w}", daemon=True).start()
+        ready.wait()
+
+    def _work(self, w: int, ready) -> None:
+        self.tids.append(threading.get_native_id())
+        ready.wait()
+        sync, seq = self.sync, self.seq
+        last = 0
+        while True:
+            spin = int(config.POOL_SPIN_US * self.iters_per_us)
+            settle = int(config.POOL_SETTLE_US * self.iters_per_us)
+            v = sync.worker_wait(seq, self.done, 8 * w, last, spin, settle)
+            if v == last:
+                with self.cond:
+                    self.sleeping += 1
+                    while seq[0] == last:
+                        self.cond.wait()
+                    self.sleeping -= 1
+                    v = int(seq[0])
+            last = v
+            for job in self.jobs[w]:
+                try:
+                    job()
+                except BaseException as err:  # noqa: BLE001 - handed to the caller
+                    if self.errors[w] is None:
+                        self.errors[w] = err
+
+    def run(self, fns) -> None:
+        """fns[0] here, the rest dealt round-robin to the workers."""
+        n = self.n
+        for w in range(n):
+            self.jobs[w] = list(fns[1 + w :: n])
+            self.errors[w] = None
+        saved = None
+        with self.cond:
+            gen = int(self.seq[0]) + 1
+            if self.sleeping or (self.cpus is not None and _getcpu is not None and _getcpu() in self.cpus):
+                # waking a sleeper (or the caller sits on a worker's CPU): pin first
+                saved = _pin(self, len(fns))
+                self.cond.notify_all()
+            self.seq[0] = gen
+        try:
+            fns[0]()
+        finally:
+            try:
+                wait = max(1, int(50 * self.iters_per_us))
+                # every worker, also one without a job: one that had slept
+                # must not read the next generation's jobs as this one's
+                for w in range(n):
+                    while not self.sync.spin_until_at_least(self.done, 8 * w, gen, wait):
+                        os.sched_yield()  # let a worker that shares this CPU run
+            finally:
+                if saved is not None:
+                    os.sched_setaffinity(0, saved)
+        for err in self.errors:
+            if err is not None:
+                raise err
 
 
-def _init_worker() -> None:
-    """Pool thread start: record its kernel thread id, take the current pin."""
-    _worker_tids.append(threading.get_native_id())
-    if _worker_cpus is not None:
-        os.sched_setaffinity(0, _worker_cpus)
+def _calibrate(sync) -> float:
+    """Pause iterations per microsecond of spinning on this CPU."""
+    flags = np.zeros(8, np.int64)
+    sync.spin_while_equal(flags, 0, 0, 10)  # compile / load from cache
+    n = 20_000
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        sync.spin_while_equal(flags, 0, 0, n)
+        best = min(best, time.perf_counter() - t)
+    return max(1.0, n / (best * 1e6))
 
 
-def _pin(n: int):
+def _pin(pool: _Pool, n: int):
     """Keep the caller and the pool's threads on distinct CPUs; returns the
     caller's previous CPU set (to restore), or None when not pinning.
 
@@ -98,8 +192,8 @@ def _pin(n: int):
     so the blocks ran one after the other (measured here: two 0.5 ms blocks
     took 1.0-1.1 ms, and the LSTM split path lost its gain after any pause).
     The caller is pinned to the CPU it is on, the workers to the others,
-    before they are woken (Linux only)."""
-    global _worker_cpus
+    before they are woken (Linux only). Spinning workers need no pinning:
+    they are running, each on a CPU of its own."""
     if not config.PIN_THREADS or _getcpu is None:
         return None
     try:
@@ -108,40 +202,62 @@ def _pin(n: int):
         if here not in allowed or len(allowed) < n:
             return None
         others = allowed - {here}
-        for tid in _worker_tids:
+        for tid in pool.tids:
             os.sched_setaffinity(tid, others)
-        _worker_cpus = others
+        pool.cpus = others
         os.sched_setaffinity(0, {here})
     except OSError:  # pragma: no cover - no permission: run unpinned
         return None
     return allowed
 
 
+_pool: _Pool | None = None
+_pool_lock = threading.Lock()
+
+
+def _reset_after_fork() -> None:
+    """A forked child has none of the parent's threads: start a new pool on demand."""
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def _noop() -> None:
+    pass
+
+
+def start_pool() -> None:
+    """Start the pool and compile (or load) its spin-wait kernels now, not in
+    the first parallel block (``numlstm.warmup`` calls it)."""
+    if numba.get_num_threads() > 1:
+        run_blocks([_noop, _noop])
+
+
 def run_blocks(fns) -> None:
     """Run the callables concurrently: the first on this thread, the rest on
-    a persistent pool. Call inside ``single_threaded_blas(len(fns) > 1)``.
-    The kernels are ``nogil``, so Python threads run them in parallel; unlike
-    an OpenMP region, idle pool threads sleep instead of spinning, so they
-    never steal a core from BLAS's own threads. Each thread is pinned to its
-    own CPU while the blocks run (``_pin``)."""
+    a persistent pool (``_Pool``). Call inside ``single_threaded_blas(len(fns) > 1)``.
+    The kernels are ``nogil``, so Python threads run them in parallel. While
+    another thread uses the pool (or from inside a block), the callables run
+    here one after the other. The first error raised by a block is raised
+    here after every block has finished."""
     global _pool
     if len(fns) == 1:
         fns[0]()
         return
     if _pool is None:
-        _pool = ThreadPoolExecutor(
-            max_workers=max(1, numba.get_num_threads() - 1), thread_name_prefix="numlstm", initializer=_init_worker
-        )
-    saved = _pin(len(fns))
+        with _pool_lock:
+            if _pool is None:
+                _pool = _Pool(max(1, numba.get_num_threads() - 1))
+    pool = _pool
+    if not pool.busy.acquire(blocking=False):
+        for fn in fns:
+            fn()
+        return
     try:
-        futures = [_pool.submit(fn) for fn in fns[1:]]
-        try:
-            fns[0]()
-        finally:
-            errors = [f.exception() for f in futures]
+        pool.run(fns)
     finally:
-        if saved is not None:
-            os.sched_setaffinity(0, saved)
-    for err in errors:
-        if err is not None:
-            raise err
+        pool.busy.release()

@@ -23,6 +23,7 @@ def warmup(dtypes=(np.float32, np.float64), parts=PARTS) -> None:
     cache; later processes load it. Call it once at start-up to move that cost
     out of the first training step.
     """
+    from numlstm._threads import start_pool
     from numlstm._validation import check_dtype
 
     if isinstance(parts, str):
@@ -31,6 +32,7 @@ def warmup(dtypes=(np.float32, np.float64), parts=PARTS) -> None:
     if unknown:
         raise ValueError(f"parts: expected names from {list(PARTS)}, got {unknown}")
     dtypes = [check_dtype(dt, "dtypes") for dt in dtypes]
+    start_pool()
     for dt in dtypes:
         if "lstm" in parts:
             _lstm(dt)

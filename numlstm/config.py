@@ -36,7 +36,19 @@ CONV_PARALLEL_MIN_MACS = 2_000_000
 #: the tiling off (one BLAS call per step).
 BLAS_SMALL_MNK = 1_000_000
 
+#: A pool thread that has finished a block spins this long (microseconds,
+#: without the GIL) for the next one before it sleeps: the LSTM and ConvLSTM
+#: hand out blocks every few tens of microseconds, and waking a sleeping
+#: thread costs 30-80 us on a virtual machine (see ``numlstm._threads._Pool``).
+#: 0: sleep at once. Read when a worker next waits.
+POOL_SPIN_US = 300.0
+
+#: After seeing a new block, a worker waits this long (microseconds) before
+#: it asks for the GIL, which the caller still holds until it enters its own
+#: block: a thread that asks too early sleeps on the GIL and is slow to wake.
+POOL_SETTLE_US = 1.0
+
 #: Pin each thread of a parallel block to its own CPU while the block runs
 #: (Linux): otherwise a woken pool thread can share the caller's core for
-#: tens of milliseconds (see ``numlstm._threads._pin_plan``).
+#: tens of milliseconds (see ``numlstm._threads._pin``).
 PIN_THREADS = True

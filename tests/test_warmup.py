@@ -27,6 +27,10 @@ assert not any(has(k, dtype) for k in kernels)  # a fresh process: nothing loade
 numlstm.warmup(dtypes=(dtype,))
 missing = [k.py_func.__name__ for k in kernels if not has(k, dtype)]
 assert not missing, missing
+import numba
+from numlstm.kernels.cpu import sync
+if numba.get_num_threads() > 1:  # the thread pool is started, its spin-waits compiled
+    assert sync.worker_wait.signatures and sync.spin_until_at_least.signatures
 print("ok")
 """
 

@@ -9,8 +9,8 @@ import numpy as np
 from numlstm import backend
 from numlstm._threads import num_chunks, run_blocks, single_threaded_blas
 from numlstm._validation import check_array, check_bool, check_dtype, check_float, check_int, check_lengths
-from numlstm.kernels.cpu.linalg import matmul_add, matmul_into, matmul_tn_add, pack_panels, tiling
-from numlstm.kernels.cpu.lstm import lstm_backward_rows, lstm_forward_rows
+from numlstm.kernels.cpu.linalg import gemm_nn_tiles, pack_panels, small_tiles_nn, small_tiles_tn, tiling
+from numlstm.kernels.cpu.lstm import lstm_backward_rows, lstm_forward_rows, lstm_weight_products
 from numlstm.layers.base import Layer
 
 
@@ -31,7 +31,9 @@ def _forward_direction(x, w_ih, w_hh, bias, h0, c0, lens, reverse, approx, gates
     x2 = x.reshape(T * B, I)
     g2 = gates.reshape(T * B, gates.shape[2])
     wih_t = np.ascontiguousarray(w_ih.T)
-    run_blocks([partial(matmul_into, x2[r0:r1], wih_t, g2[r0:r1]) for r0, r1 in _split(T * B, len(blocks))])
+    parts = _split(T * B, len(blocks))
+    mc, nc = small_tiles_nn(max(r1 - r0 for r0, r1 in parts), I, gates.shape[2])
+    run_blocks([partial(gemm_nn_tiles, x2[r0:r1], wih_t, 0.0, g2[r0:r1], mc, nc) for r0, r1 in parts])
     H = w_hh.shape[1]
     mb, nb = tiling(max(b1 - b0 for b0, b1 in blocks), H, 4 * H)
     args = (gates, pack_panels(w_hh.T, nb), mb, bias, h0, c0, lens, reverse, approx, y, hp, cp, hn, cn)
@@ -56,13 +58,15 @@ def _backward_direction(
     dx2 = dx.reshape(T * B, I)
     parts_ih = [dw_ih] + [np.zeros_like(dw_ih) for _ in blocks[1:]]
     parts_hh = [dw_hh] + [np.zeros_like(dw_hh) for _ in blocks[1:]]
-
-    def work(c, r0, r1):
-        (matmul_add if dx_add else matmul_into)(da2[r0:r1], w_ih, dx2[r0:r1])
-        matmul_tn_add(da2[r0:r1], x2[r0:r1], parts_ih[c])
-        matmul_tn_add(da2[r0:r1], hp2[r0:r1], parts_hh[c])
-
-    run_blocks([partial(work, c, r0, r1) for c, (r0, r1) in enumerate(_split(T * B, len(blocks)))])
+    rows = _split(T * B, len(blocks))
+    R = max(r1 - r0 for r0, r1 in rows)
+    tiles = (small_tiles_nn(R, 4 * H, I), small_tiles_tn(R, 4 * H, I), small_tiles_tn(R, 4 * H, H))
+    beta = 1.0 if dx_add else 0.0
+    fns = []
+    for c, (r0, r1) in enumerate(rows):
+        args = (da2[r0:r1], x2[r0:r1], hp2[r0:r1], w_ih, beta, dx2[r0:r1], parts_ih[c], parts_hh[c])
+        fns.append(partial(lstm_weight_products, *args, *tiles))
+    run_blocks(fns)
     for p in parts_ih[1:]:
         dw_ih += p
     for p in parts_hh[1:]:

@@ -15,7 +15,7 @@ Schedule (see docs/lstm_math.md):
 * backward: per step only the fused gate derivative dA_t (whose row sum
   feeds db while it is in cache) and dh_{t-1} = dA_t W_hh; dx, dW_ih and
   dW_hh are one product each over all steps after the loop
-  (``numlstm.kernels.cpu.linalg``).
+  (``lstm_weight_products``, in small-matrix BLAS tiles).
 
 Batch rows are independent, so the time loops take a row block ``b0:b1``:
 the layer runs blocks on separate threads with no synchronisation between
@@ -39,7 +39,7 @@ from numlstm.kernels.cpu.activations import (
     tanh_exact,
     tanh_fast,
 )
-from numlstm.kernels.cpu.linalg import dot_panels
+from numlstm.kernels.cpu.linalg import dot_panels, gemm_nn_tiles, gemm_tn_tiles
 
 _KW = {"cache": True, "error_model": "numpy", "nogil": True}
 
@@ -255,3 +255,21 @@ def lstm_backward_rows(gates, whh_p, mb, lengths, reverse, approx, cprev, dy, dh
                     dh[b, k] = rec[b, k]
     dh0[b0:b1] = dh
     dc0[b0:b1] = dc
+
+
+@njit(**_KW)
+def lstm_weight_products(da, x, hp, w_ih, dx_beta, dx, dw_ih, dw_hh, nn, ih, hh):
+    """The products of BPTT after the time loop, for a block of rows of all
+    steps (time-major rows t*B + b; blocks run on separate threads with
+    their own dW accumulators).
+
+    da : (R, 4H) gate gradients dA (from ``lstm_backward_rows``);
+    x : (R, I) the layer's input; hp : (R, H) h_{t-1}; w_ih : (4H, I).
+    dx : (R, I) = da W_ih + dx_beta * dx (dx_beta 1: the reverse direction
+    adds to the forward one's dx). dw_ih (4H, I) += da^T x; dw_hh (4H, H)
+    += da^T hp. nn : (mc, nc) tiles of the dx product (``small_tiles_nn``);
+    ih, hh : (mc, nc, kc) tiles of the weight products (``small_tiles_tn``).
+    """
+    gemm_nn_tiles(da, w_ih, dx_beta, dx, nn[0], nn[1])
+    gemm_tn_tiles(da, x, dw_ih, ih[0], ih[1], ih[2])
+    gemm_tn_tiles(da, hp, dw_hh, hh[0], hh[1], hh[2])
