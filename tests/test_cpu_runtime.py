@@ -232,8 +232,11 @@ def test_tiled_products_match_numpy(dtype, mc, nc, kc):
     x = rng.standard_normal((R, N)).astype(dtype)
     acc = rng.standard_normal((M, N)).astype(dtype)
     expect = acc + a.T @ x
-    gemm_tn_tiles(a, x, acc, mc, nc, kc)
+    gemm_tn_tiles(a, x, 1.0, acc, mc, nc, kc)
     np.testing.assert_allclose(acc, expect, **tol)
+    acc[...] = np.nan
+    gemm_tn_tiles(a, x, 0.0, acc, mc, nc, kc)
+    np.testing.assert_allclose(acc, a.T @ x, **tol)
 
 
 def test_small_tile_rules(monkeypatch):

@@ -18,6 +18,7 @@ from numlstm import backend, config
 from numlstm._threads import _blas_controllers, run_blocks, single_threaded_blas
 from numlstm._validation import check_array, check_bool, check_dtype, check_int
 from numlstm.kernels.cpu import conv as _k
+from numlstm.kernels.cpu.linalg import small_tiles_nn, small_tiles_tn
 from numlstm.layers.base import Layer
 
 
@@ -46,7 +47,7 @@ def _scratch(ws: dict | None, key, shape, dtype, zero: bool = False) -> np.ndarr
     return buf
 
 
-def conv2d_forward(x, w, b, stride, pads, dilation, out, keep=None, ws=None, w2=None) -> None:
+def conv2d_forward(x, w, b, stride, pads, dilation, out, keep=None, ws=None) -> None:
     """out = conv2d(x, w) + b, the batch split over threads.
 
     x: (N, C, H, W) C-contiguous; w: (O, C, kh, kw) C-contiguous; b: (O,) or
@@ -55,27 +56,25 @@ def conv2d_forward(x, w, b, stride, pads, dilation, out, keep=None, ws=None, w2=
     (N, H+top+bottom, W+left+right, C) C-contiguous array with a zero border
     that receives the padded channels-last images for ``conv2d_backward``.
     ``ws``: a dict that keeps the work arrays between calls (a layer's
-    workspace); ``w2``: ``weight_matrix(w)`` when the caller already has it
-    (ConvLSTM forms it once per pass for its per-step convolution).
-    No validation.
+    workspace). No validation.
     """
     N, C, H, W = x.shape
     O, _, kh, kw = w.shape
     wo = out.shape[3]
     pt, pb, pl, pr = pads
     T = _k.tile_rows(wo) * wo
+    K = C * kh * kw
+    mc, nc = small_tiles_nn(O, K, T)
     blocks = _blocks(N, out.size * w[0].size)
     stride, pads, dilation = tuple(stride), tuple(pads), tuple(dilation)
-    w2 = _k.weight_matrix(w) if w2 is None else w2
+    wk = w.reshape(O, K)
+    no_keep = np.zeros((0, 1, 1, 1), x.dtype)
     fns = []
     for i, (a, e) in enumerate(blocks):
-        colT = _scratch(ws, ("conv_colT", i), (T, w2.shape[1]), x.dtype)
-        yT = _scratch(ws, ("conv_yT", i), (O, T), x.dtype)
-        if keep is None:
-            xps = _scratch(ws, ("conv_xps", i, pads), (1, H + pt + pb, W + pl + pr, C), x.dtype, zero=True)
-        else:
-            xps = keep[a:e]
-        args = (x[a:e], w2, kh, kw, b, stride, pads, dilation, out[a:e], xps, keep is not None, colT, yT)
+        xpc = _scratch(ws, ("conv_xpc", i, pads), (C, H + pt + pb, W + pl + pr), x.dtype, zero=True)
+        col = _scratch(ws, ("conv_col", i), (K, T), x.dtype)
+        xps = no_keep if keep is None else keep[a:e]
+        args = (x[a:e], wk, kh, kw, b, stride, pads, dilation, out[a:e], xps, keep is not None, xpc, col, mc, nc)
         fns.append(partial(_k.conv2d_forward_work, *args))
     with single_threaded_blas(len(fns) > 1):
         run_blocks(fns)
@@ -111,7 +110,9 @@ def conv2d_backward(
     Shapes as in ``conv2d_forward``; dy: (N, O, H', W'); db may be empty (no bias).
     ``kept``: the ``keep`` array filled by ``conv2d_forward`` for this x (then
     x is not read and may be None; dx gives the input shape), or None.
-    ``ws``, ``w2``: as in ``conv2d_forward``. ``acc``: a ``ConvGradAcc`` that
+    ``ws``: as in ``conv2d_forward``; ``w2``: ``weight_matrix(w)`` when the
+    caller already has it (ConvLSTM forms it once per pass for its per-step
+    convolution). ``acc``: a ``ConvGradAcc`` that
     collects dW and db instead (dw and db are then not touched).
     """
     N, O, _, wo = dy.shape
@@ -123,6 +124,7 @@ def conv2d_backward(
         Hp, Wp = x.shape[2] + pt + pb, x.shape[3] + pl + pr
     T = _k.tile_rows(wo) * wo
     K = C * kh * kw
+    tiles = (*small_tiles_nn(O, T, K), *small_tiles_tn(O, T, K))
     blocks = _blocks(N, dy.size * w[0].size)
     stride, pads, dilation = tuple(stride), tuple(pads), tuple(dilation)
     w2 = _k.weight_matrix(w) if w2 is None else w2
@@ -142,10 +144,8 @@ def conv2d_backward(
             xa = dx[a:e][:0]
         dxp = _scratch(ws, ("conv_dxp", i), (Hp, Wp, C) if need_dx else (1, 1, 1), dt)
         work = [_scratch(ws, (name, i), shape, dt) for name, shape in (("conv_colT", (T, K)), ("conv_dcolT", (T, K)))]
-        gT = _scratch(ws, ("conv_gT", i), (O, T), dt)
-        tmp = _scratch(ws, ("conv_tmp", i), (O, K), dt)
         args = (xa, xps, kept is not None, w2, kh, kw, dy[a:e], stride, pads, dilation, dx[a:e], need_dx)
-        fns.append(partial(_k.conv2d_backward_work, *args, acc.acc[i], acc.dbs[i], dxp, *work, gT, tmp))
+        fns.append(partial(_k.conv2d_backward_work, *args, acc.acc[i], acc.dbs[i], dxp, *work, tiles))
     with single_threaded_blas(len(fns) > 1):
         run_blocks(fns)
     if own:

@@ -440,7 +440,6 @@ class ConvLSTM(Layer):
                     self.dilation, gates.reshape(T * B, 4 * C, ho, wo), keep_x if d == 0 else None, ws,
                 )  # fmt: skip
                 w_h = self.params[f"weight_h_l{k}{sfx}"]
-                w2_h = weight_matrix(w_h)  # once per pass, not per step
                 wci, wcf, wco = self._peepholes(k, sfx, P)
                 y = self._buffer((idx, "y"), (T, B, C, ho, wo))
                 cprev = self._buffer((idx, "cprev"), (T, B, C, ho, wo))
@@ -454,7 +453,7 @@ class ConvLSTM(Layer):
                 cp3, y3 = cprev.reshape(T, B, C, P), y.reshape(T, B, C, P)
                 for t in steps:
                     # only the recurrent convolution per step (its padded h kept for backward)
-                    conv2d_forward(h, w_h, no_bias, (1, 1), rpads, (1, 1), rec, None if keep_h is None else keep_h[t], ws, w2_h)
+                    conv2d_forward(h, w_h, no_bias, (1, 1), rpads, (1, 1), rec, None if keep_h is None else keep_h[t], ws)
                     convlstm_gates_forward(g3[t], r3, c3, cp3[t], y3[t], wci, wcf, wco, self._approx)
                     h = y[t]
                 hn[idx] = h

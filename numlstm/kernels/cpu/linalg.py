@@ -120,11 +120,11 @@ def gemm_nn_tiles(a, b, beta, c, mc, nc):
 
 
 @njit(**_KW)
-def gemm_tn_tiles(a, b, c, mc, nc, kc):
-    """c += a^T @ b (the sum over the rows of a and b: every time step and
-    sequence) in tiles of ``mc`` x ``nc`` of c and ``kc`` rows, each one
-    small-matrix BLAS call that adds into c (``small_tiles_tn``).
-    a: (R, M); b: (R, N); c: (M, N)."""
+def gemm_tn_tiles(a, b, beta, c, mc, nc, kc):
+    """c = a^T @ b + beta * c (the sum over the rows of a and b: every time
+    step and sequence) in tiles of ``mc`` x ``nc`` of c and ``kc`` rows, each
+    one small-matrix BLAS call (``small_tiles_tn``); the chunks after the
+    first add into c. a: (R, M); b: (R, N); c: (M, N)."""
     R = a.shape[0]
     M, N = c.shape
     for m0 in range(0, M, mc):
@@ -133,7 +133,7 @@ def gemm_tn_tiles(a, b, c, mc, nc, kc):
             n1 = min(N, n0 + nc)
             for r0 in range(0, R, kc):
                 r1 = min(R, r0 + kc)
-                gemm(True, False, 1.0, a[r0:r1, m0:m1], b[r0:r1, n0:n1], 1.0, c[m0:m1, n0:n1])
+                gemm(True, False, 1.0, a[r0:r1, m0:m1], b[r0:r1, n0:n1], beta if r0 == 0 else 1.0, c[m0:m1, n0:n1])
 
 
 def small_tiles_nn(M: int, K: int, N: int) -> tuple[int, int]:

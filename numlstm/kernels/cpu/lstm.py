@@ -271,5 +271,5 @@ def lstm_weight_products(da, x, hp, w_ih, dx_beta, dx, dw_ih, dw_hh, nn, ih, hh)
     ih, hh : (mc, nc, kc) tiles of the weight products (``small_tiles_tn``).
     """
     gemm_nn_tiles(da, w_ih, dx_beta, dx, nn[0], nn[1])
-    gemm_tn_tiles(da, x, dw_ih, ih[0], ih[1], ih[2])
-    gemm_tn_tiles(da, hp, dw_hh, hh[0], hh[1], hh[2])
+    gemm_tn_tiles(da, x, 1.0, dw_ih, ih[0], ih[1], ih[2])
+    gemm_tn_tiles(da, hp, 1.0, dw_hh, hh[0], hh[1], hh[2])
