@@ -58,6 +58,18 @@ def num_chunks(batch: int, step_macs: int) -> int:
     return max(1, min(limit, batch // max(1, config.PARALLEL_MIN_ROWS)))
 
 
+def product_chunks(rows: int, macs: int) -> int:
+    """How many row blocks a big product (the LSTM's projection of every
+    step, its weight products after the loop) is split into, each on its own
+    thread with BLAS single-threaded in small-matrix tiles: one BLAS call on
+    two threads measured 91-101 GFLOP/s, two threads of tiles 2 x 106-116.
+    1 (one BLAS call) below ``config.CONV_PARALLEL_MIN_MACS``."""
+    limit = config.PARALLEL_MAX_CHUNKS or numba.get_num_threads()
+    if limit < 2 or macs < config.CONV_PARALLEL_MIN_MACS or not _blas_controllers():
+        return 1
+    return max(1, min(limit, rows // 16))
+
+
 @contextlib.contextmanager
 def single_threaded_blas(active: bool = True):
     """BLAS limited to one thread inside (when ``active``): with the batch

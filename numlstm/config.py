@@ -25,8 +25,9 @@ PARALLEL_MIN_STEP_MACS = 400_000
 PARALLEL_MAX_CHUNKS = None
 
 #: Convolutions (Conv2D, and ConvLSTM's input and recurrent convolutions)
-#: split the batch over threads when a call has at least this many
-#: multiply-adds: below it, handing work to a thread costs more than it saves.
+#: split the batch over threads, and the LSTM's whole-sequence products their
+#: rows, when a call has at least this many multiply-adds: below it, handing
+#: work to a thread costs more than it saves.
 CONV_PARALLEL_MIN_MACS = 2_000_000
 
 #: Per-step recurrent products are cut into tiles of at most this many

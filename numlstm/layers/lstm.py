@@ -7,7 +7,7 @@ from functools import partial
 import numpy as np
 
 from numlstm import backend
-from numlstm._threads import num_chunks, run_blocks, single_threaded_blas
+from numlstm._threads import num_chunks, product_chunks, run_blocks, single_threaded_blas
 from numlstm._validation import check_array, check_bool, check_dtype, check_float, check_int, check_lengths
 from numlstm.kernels.cpu.linalg import gemm_nn_tiles, pack_panels, small_tiles_nn, small_tiles_tn, tiling
 from numlstm.kernels.cpu.lstm import lstm_backward_rows, lstm_forward_rows, lstm_weight_products
@@ -18,20 +18,20 @@ def _split(n: int, parts: int) -> list[tuple[int, int]]:
     return [(c * n // parts, (c + 1) * n // parts) for c in range(parts)]
 
 
-def _forward_direction(x, w_ih, w_hh, bias, h0, c0, lens, reverse, approx, gates, y, hp, cp, hn, cn, blocks):
-    """One layer direction: the input projection of all steps as ONE product,
-    then the time loop per row block. Shapes as in ``lstm_forward_rows``;
-    x: (T, B, I).
+def _forward_direction(x, w_ih, w_hh, bias, h0, c0, lens, reverse, approx, gates, y, hp, cp, hn, cn, blocks, nparts):
+    """One layer direction: the input projection of all steps as ONE product
+    (split into ``nparts`` row blocks), then the time loop per row block
+    (``blocks``). Shapes as in ``lstm_forward_rows``; x: (T, B, I).
 
-    With several blocks the caller holds BLAS single-threaded and every
-    product is split into row halves run side by side: mixing in a
-    multi-threaded BLAS call leaves its worker spinning on a core that the
-    block threads need (measured: 1.5x slower than serial)."""
+    With several blocks or parts the caller holds BLAS single-threaded and
+    every block runs its products in small-matrix tiles on its own thread:
+    mixing in a multi-threaded BLAS call leaves its worker spinning on a core
+    that the block threads need (measured: 1.5x slower than serial)."""
     T, B, I = x.shape
     x2 = x.reshape(T * B, I)
     g2 = gates.reshape(T * B, gates.shape[2])
     wih_t = np.ascontiguousarray(w_ih.T)
-    parts = _split(T * B, len(blocks))
+    parts = _split(T * B, nparts)
     mc, nc = small_tiles_nn(max(r1 - r0 for r0, r1 in parts), I, gates.shape[2])
     run_blocks([partial(gemm_nn_tiles, x2[r0:r1], wih_t, 0.0, g2[r0:r1], mc, nc) for r0, r1 in parts])
     H = w_hh.shape[1]
@@ -41,12 +41,13 @@ def _forward_direction(x, w_ih, w_hh, bias, h0, c0, lens, reverse, approx, gates
 
 
 def _backward_direction(
-    x, w_ih, w_hh, lens, reverse, approx, gates, hp, cp, dy, dhn, dcn, dx_add, dx, dw_ih, dw_hh, dbias_parts, dh0, dc0, blocks
-):
+    x, w_ih, w_hh, lens, reverse, approx, gates, hp, cp, dy, dhn, dcn, dx_add, dx, dw_ih, dw_hh, dbias_parts, dh0, dc0, blocks,
+    nparts,
+):  # fmt: skip
     """BPTT of one layer direction: the time loop per row block, then dx,
-    dW_ih, dW_hh as ONE product each over all steps (split into row halves
-    with per-thread partial sums of the weight gradients when there are
-    several blocks). ``gates`` is consumed (it becomes dA)."""
+    dW_ih, dW_hh as ONE product each over all steps (split into ``nparts``
+    row blocks with per-thread partial sums of the weight gradients).
+    ``gates`` is consumed (it becomes dA)."""
     T, B, I = x.shape
     H = w_hh.shape[1]
     mb, nb = tiling(max(b1 - b0 for b0, b1 in blocks), 4 * H, H)
@@ -56,9 +57,9 @@ def _backward_direction(
     x2 = x.reshape(T * B, I)
     hp2 = hp.reshape(T * B, H)
     dx2 = dx.reshape(T * B, I)
-    parts_ih = [dw_ih] + [np.zeros_like(dw_ih) for _ in blocks[1:]]
-    parts_hh = [dw_hh] + [np.zeros_like(dw_hh) for _ in blocks[1:]]
-    rows = _split(T * B, len(blocks))
+    rows = _split(T * B, nparts)
+    parts_ih = [dw_ih] + [np.zeros_like(dw_ih) for _ in rows[1:]]
+    parts_hh = [dw_hh] + [np.zeros_like(dw_hh) for _ in rows[1:]]
     R = max(r1 - r0 for r0, r1 in rows)
     tiles = (small_tiles_nn(R, 4 * H, I), small_tiles_tn(R, 4 * H, I), small_tiles_tn(R, 4 * H, H))
     beta = 1.0 if dx_add else 0.0
@@ -263,10 +264,11 @@ class LSTM(Layer):
                 idx = k * D + d
                 y, hp, cp = (self._buffer((idx, name), (T, B, H)) for name in ("y", "hp", "cp"))
                 gates = self._buffer((idx, "gates"), (T, B, 4 * H))
-                with single_threaded_blas(len(blocks) > 1):
+                nparts = product_chunks(T * B, T * B * 4 * H * max(inp.shape[2], H))
+                with single_threaded_blas(len(blocks) > 1 or nparts > 1):
                     _forward_direction(
                         inp, w_ih, w_hh, bias, h0[idx], c0[idx], lens, d == 1, self._approx,
-                        gates, y, hp, cp, hn[idx], cn[idx], blocks,
+                        gates, y, hp, cp, hn[idx], cn[idx], blocks, nparts,
                     )  # fmt: skip
                 outs.append(y)
                 layer_cache["dirs"].append((hp, cp, gates))
@@ -368,12 +370,13 @@ class LSTM(Layer):
                 dy_d = dy_tm if D == 1 else np.ascontiguousarray(dy_tm[:, :, d * H : (d + 1) * H])
                 idx = k * D + d
                 dbias_parts.fill(0)
-                with single_threaded_blas(len(blocks) > 1):
+                nparts = product_chunks(T * B, T * B * 4 * H * max(x.shape[2], H))
+                with single_threaded_blas(len(blocks) > 1 or nparts > 1):
                     _backward_direction(
                         x, self.params[f"weight_ih_l{k}{sfx}"], self.params[f"weight_hh_l{k}{sfx}"], lens, d == 1,
                         self._approx, gates, hp, cp, dy_d, dhn[idx], dcn[idx], d == 1, dx,
                         self.grads[f"weight_ih_l{k}{sfx}"], self.grads[f"weight_hh_l{k}{sfx}"], dbias_parts,
-                        dh0[idx], dc0[idx], blocks,
+                        dh0[idx], dc0[idx], blocks, nparts,
                     )  # fmt: skip
                 if self.bias:
                     dbias = dbias_parts.sum(axis=0)
