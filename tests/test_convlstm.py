@@ -323,3 +323,33 @@ def test_bad_peephole_input():
     good = np.zeros((B, T, CIN, HW, HW), np.float32)
     with pytest.raises(ValueError, match=r"state\[0\] \(h\)"):
         bi(good, state=tuple(np.zeros((1, B, C, HW, HW), np.float32) for _ in range(2)))
+
+
+@pytest.mark.parametrize("kw", [{}, {"bidirectional": True, "num_layers": 2}])
+def test_zero_initial_state_skips_exactly(rng, kw, monkeypatch):
+    """From state=None the first step's recurrent convolution and its dW_h
+    term are skipped (their input is 0): outputs, states and every gradient
+    equal those from an explicit zero state, which runs them."""
+    import numlstm.layers.convlstm as mod
+
+    calls = []
+    real = mod.conv2d_forward
+    monkeypatch.setattr(mod, "conv2d_forward", lambda *a, **k: calls.append(1) or real(*a, **k))
+    layer = make(rng, np.float64, **kw)
+    x, _, shape = inputs(rng, layer, False)
+    zeros = (np.zeros(shape), np.zeros(shape))
+    y = layer(x)
+    # per layer direction: the input convolution and T - 1 recurrent ones
+    assert len(calls) == layer.num_layers * layer.num_directions * T
+    dy = rng.standard_normal(y.shape)
+    dstate = tuple(rng.standard_normal(shape) for _ in range(2))
+    dx = layer.backward(dy, dstate)
+    got = (y, dx, *layer.state, *layer.dstate, {k: g.copy() for k, g in layer.grads.items()})
+    layer.zero_grad()
+    y0 = layer(x, state=zeros)
+    dx0 = layer.backward(dy, dstate)
+    want = (y0, dx0, *layer.state, *layer.dstate, layer.grads)
+    for name, a, b in zip(("y", "dx", "h_n", "c_n", "dh0", "dc0"), got[:6], want[:6], strict=True):
+        assert_close(a, b, 1e-12, name)
+    for k, g in want[6].items():
+        assert_close(got[6][k], g, 1e-12, k)

@@ -103,8 +103,9 @@ class ConvGradAcc:
 
 
 def conv2d_backward(
-    x, w, dy, stride, pads, dilation, dx, dw, db, need_dx: bool = True, kept=None, ws=None, w2=None, acc=None
-) -> None:
+    x, w, dy, stride, pads, dilation, dx, dw, db, need_dx: bool = True, kept=None, ws=None, w2=None, acc=None,
+    need_dw: bool = True,
+) -> None:  # fmt: skip
     """dx = input gradient (when ``need_dx``), dw += weight gradient, db += bias gradient.
 
     Shapes as in ``conv2d_forward``; dy: (N, O, H', W'); db may be empty (no bias).
@@ -112,7 +113,8 @@ def conv2d_backward(
     x is not read and may be None; dx gives the input shape), or None.
     ``ws``: as in ``conv2d_forward``; ``w2``: ``weight_matrix(w)`` when the
     caller already has it (ConvLSTM forms it once per pass for its per-step
-    convolution). ``acc``: a ``ConvGradAcc`` that
+    convolution). ``need_dw`` False: no weight gradient (x, kept not read).
+    ``acc``: a ``ConvGradAcc`` that
     collects dW and db instead (dw and db are then not touched).
     """
     N, O, _, wo = dy.shape
@@ -144,7 +146,7 @@ def conv2d_backward(
             xa = dx[a:e][:0]
         dxp = _scratch(ws, ("conv_dxp", i), (Hp, Wp, C) if need_dx else (1, 1, 1), dt)
         work = [_scratch(ws, (name, i), shape, dt) for name, shape in (("conv_colT", (T, K)), ("conv_dcolT", (T, K)))]
-        args = (xa, xps, kept is not None, w2, kh, kw, dy[a:e], stride, pads, dilation, dx[a:e], need_dx)
+        args = (xa, xps, kept is not None, w2, kh, kw, dy[a:e], stride, pads, dilation, dx[a:e], need_dx, need_dw)
         fns.append(partial(_k.conv2d_backward_work, *args, acc.acc[i], acc.dbs[i], dxp, *work, tiles))
     with single_threaded_blas(len(fns) > 1):
         run_blocks(fns)

@@ -452,8 +452,12 @@ class ConvLSTM(Layer):
                 g3, r3, c3 = gates.reshape(T, B, 4 * C, P), rec.reshape(B, 4 * C, P), c.reshape(B, C, P)
                 cp3, y3 = cprev.reshape(T, B, C, P), y.reshape(T, B, C, P)
                 for t in steps:
-                    # only the recurrent convolution per step (its padded h kept for backward)
-                    conv2d_forward(h, w_h, no_bias, (1, 1), rpads, (1, 1), rec, None if keep_h is None else keep_h[t], ws)
+                    # only the recurrent convolution per step (its padded h kept for backward);
+                    # from a zero initial state (state=None) the first one is exactly 0
+                    if state is None and t == steps[0]:
+                        rec.fill(0)
+                    else:
+                        conv2d_forward(h, w_h, no_bias, (1, 1), rpads, (1, 1), rec, None if keep_h is None else keep_h[t], ws)
                     convlstm_gates_forward(g3[t], r3, c3, cp3[t], y3[t], wci, wcf, wco, self._approx)
                     h = y[t]
                 hn[idx] = h
@@ -463,7 +467,8 @@ class ConvLSTM(Layer):
             cache.append({"x_shape": inp.shape, "stride": stride, "pads": pads, "keep_x": keep_x, "dirs": dirs})
             inp = ys[0] if D == 1 else np.concatenate(ys, axis=2)
         self.state = (hn, cn)
-        self._cache = {"layers": cache, "B": B, "T": T, "H": H, "W": W} if training else None
+        cache_all = {"layers": cache, "B": B, "T": T, "H": H, "W": W, "zero_state": state is None}
+        self._cache = cache_all if training else None
         if self.return_sequences:
             return inp.transpose(1, 0, 2, 3, 4).copy()
         top = (L - 1) * D
@@ -547,9 +552,11 @@ class ConvLSTM(Layer):
                         wci, wcf, wco, dwci, dwcf, dwco, self._approx,
                     )  # fmt: skip
                     # dW_h += ...; dh_{t-1} = conv^T(dA_t, W_h)
+                    # the first step's h_{t-1} is 0 from a zero initial state: no dW_h term
+                    first = t == (T - 1 if d == 1 else 0)
                     conv2d_backward(
                         None, w_h, gates[t], (1, 1), rpads, (1, 1), dh_prev, dw_h, no_bias, kept=keep_h[t], ws=ws,
-                        w2=w2_h, acc=acc_h,
+                        w2=w2_h, acc=acc_h, need_dw=not (first and cache["zero_state"]),
                     )  # fmt: skip
                     dh, dh_prev = dh_prev, dh
                 acc_h.fold(dw_h, no_bias)

@@ -304,7 +304,7 @@ def _backward_alloc(x, xps, kept, w, dy, stride, pads, dilation, dx, dw_acc, db_
     # one tile per product (see _forward_alloc)
     tiles = (O, K, T, K, O)
     conv2d_backward_work(
-        x, xps, kept, weight_matrix(w), kh, kw, dy, stride, pads, dilation, dx, need_dx, acc, dbs, dxp, colT, dcolT, tiles
+        x, xps, kept, weight_matrix(w), kh, kw, dy, stride, pads, dilation, dx, need_dx, True, acc, dbs, dxp, colT, dcolT, tiles
     )
     fold_weight_grad(acc, dw_acc)
     if db_acc.size > 0:
@@ -335,7 +335,9 @@ def conv2d_backward_kept(xps, w, dy, stride, pads, dilation, dx, dw_acc, db_acc,
 
 
 @njit(**_KW)
-def conv2d_backward_work(x, xps, kept, w2, kh, kw, dy, stride, pads, dilation, dx, need_dx, acc, dbs, dxp, colT, dcolT, tiles):
+def conv2d_backward_work(
+    x, xps, kept, w2, kh, kw, dy, stride, pads, dilation, dx, need_dx, need_dw, acc, dbs, dxp, colT, dcolT, tiles
+):
     """``conv2d_backward`` with the weight as ``weight_matrix``, the
     gradients ACCUMULATED in that layout (acc (O, K); dbs (O,) float64:
     ``fold_weight_grad`` moves them to dW once per pass, not per call), and
@@ -350,6 +352,8 @@ def conv2d_backward_work(x, xps, kept, w2, kh, kw, dy, stride, pads, dilation, d
 
     tiles: (mc, nc) of the first (``small_tiles_nn(O, T, K)``) and
     (mc, nc, kc) of the second (``small_tiles_tn(O, T, K)``).
+    ``need_dw`` False skips the weight gradient (acc untouched, x and xps
+    not read): ConvLSTM's first step when the input there is known to be 0.
     """
     N = dy.shape[0]
     O = w2.shape[0]
@@ -364,7 +368,7 @@ def conv2d_backward_work(x, xps, kept, w2, kh, kw, dy, stride, pads, dilation, d
     for n in range(N):
         if kept:
             xp = xps[n]
-        else:
+        elif need_dw:
             xp = xps[0]
             _pad_hwc(x[n], pt, pl, xp)
         g = dy[n].reshape(O, P)
@@ -381,8 +385,9 @@ def conv2d_backward_work(x, xps, kept, w2, kh, kw, dy, stride, pads, dilation, d
             t = (oy1 - oy0) * wo
             p0 = oy0 * wo
             gt = g[:, p0 : p0 + t]
-            _tile_cols(xp, kh, kw, sh, sw, dh, dw, oy0, oy1, wo, colT)
-            gemm_nn_tiles(gt, colT[:t], 1.0, acc, w_mc, w_nc)
+            if need_dw:
+                _tile_cols(xp, kh, kw, sh, sw, dh, dw, oy0, oy1, wo, colT)
+                gemm_nn_tiles(gt, colT[:t], 1.0, acc, w_mc, w_nc)
             if need_dx:
                 gemm_tn_tiles(gt, w2, 0.0, dcolT[:t], x_mc, x_nc, x_kc)
                 _tile_cols_add(dcolT, kh, kw, sh, sw, dh, dw, oy0, oy1, wo, dxp)
