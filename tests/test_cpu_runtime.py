@@ -224,10 +224,10 @@ def test_tiled_products_match_numpy(dtype, mc, nc, kc):
     b = rng.standard_normal((M, N)).astype(dtype)
     c = rng.standard_normal((R, N)).astype(dtype)
     expect = a @ b + c
-    gemm_nn_tiles(a, b, 1.0, c, mc, nc)
+    gemm_nn_tiles(a, b, 1.0, c, mc, nc, kc)
     np.testing.assert_allclose(c, expect, **tol)
     c[...] = np.nan
-    gemm_nn_tiles(a, b, 0.0, c, mc, nc)
+    gemm_nn_tiles(a, b, 0.0, c, mc, nc, kc)
     np.testing.assert_allclose(c, a @ b, **tol)
     x = rng.standard_normal((R, N)).astype(dtype)
     acc = rng.standard_normal((M, N)).astype(dtype)
@@ -244,20 +244,21 @@ def test_small_tile_rules(monkeypatch):
     budget; big weight products, products within the budget and the tiling
     off are one call."""
     monkeypatch.setattr(config, "BLAS_SMALL_MNK", 1_000_000)
-    assert small_tiles_nn(448, 512, 128) == (12, 128)
-    assert small_tiles_nn(448, 2048, 256) == (12, 32)
-    assert small_tiles_nn(8, 16, 16) == (8, 16)
+    assert small_tiles_nn(448, 512, 128) == (12, 128, 512)
+    assert small_tiles_nn(256, 1600, 512) == (12, 128, 400)
+    assert small_tiles_nn(8, 16, 16) == (8, 16, 16)
     assert small_tiles_tn(448, 512, 128) == (128, 128, 48)
     assert small_tiles_tn(448, 512, 28) == (128, 28, 128)
     assert small_tiles_tn(6400, 2048, 512) == (2048, 512, 6400)
     for budget in (7, 100, 1_000_000):
         monkeypatch.setattr(config, "BLAS_SMALL_MNK", budget)
         for M, K, N in [(448, 512, 128), (30, 7, 5), (3, 8, 12)]:
-            mc, nc = small_tiles_nn(M, K, N)
-            assert 1 <= mc <= M and 1 <= nc <= N and (mc * K * nc <= max(budget, K) or (mc, nc) == (M, N))
+            mc, nc, kc = small_tiles_nn(M, K, N)
+            assert 1 <= mc <= M and 1 <= nc <= N and 1 <= kc <= K
+            assert mc * kc * nc <= max(budget, kc) or (mc, nc, kc) == (M, N, K)
             mc, nc, kc = small_tiles_tn(M, K, N)
             assert 1 <= mc <= K and 1 <= nc <= N and 1 <= kc <= M
             assert mc * nc * kc <= budget or (mc, nc, kc) == (K, N, M)
     monkeypatch.setattr(config, "BLAS_SMALL_MNK", 0)
-    assert small_tiles_nn(448, 512, 128) == (448, 128)
+    assert small_tiles_nn(448, 512, 128) == (448, 128, 512)
     assert small_tiles_tn(448, 512, 128) == (512, 128, 448)

@@ -64,7 +64,7 @@ def conv2d_forward(x, w, b, stride, pads, dilation, out, keep=None, ws=None) -> 
     pt, pb, pl, pr = pads
     T = _k.tile_rows(wo) * wo
     K = C * kh * kw
-    mc, nc = small_tiles_nn(O, K, T)
+    tiles = small_tiles_nn(O, K, T)
     blocks = _blocks(N, out.size * w[0].size)
     stride, pads, dilation = tuple(stride), tuple(pads), tuple(dilation)
     wk = w.reshape(O, K)
@@ -74,7 +74,7 @@ def conv2d_forward(x, w, b, stride, pads, dilation, out, keep=None, ws=None) -> 
         xpc = _scratch(ws, ("conv_xpc", i, pads), (C, H + pt + pb, W + pl + pr), x.dtype, zero=True)
         col = _scratch(ws, ("conv_col", i), (K, T), x.dtype)
         xps = no_keep if keep is None else keep[a:e]
-        args = (x[a:e], wk, kh, kw, b, stride, pads, dilation, out[a:e], xps, keep is not None, xpc, col, mc, nc)
+        args = (x[a:e], wk, kh, kw, b, stride, pads, dilation, out[a:e], xps, keep is not None, xpc, col, tiles)
         fns.append(partial(_k.conv2d_forward_work, *args))
     with single_threaded_blas(len(fns) > 1):
         run_blocks(fns)

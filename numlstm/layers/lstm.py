@@ -32,8 +32,8 @@ def _forward_direction(x, w_ih, w_hh, bias, h0, c0, lens, reverse, approx, gates
     g2 = gates.reshape(T * B, gates.shape[2])
     wih_t = np.ascontiguousarray(w_ih.T)
     parts = _split(T * B, nparts)
-    mc, nc = small_tiles_nn(max(r1 - r0 for r0, r1 in parts), I, gates.shape[2])
-    run_blocks([partial(gemm_nn_tiles, x2[r0:r1], wih_t, 0.0, g2[r0:r1], mc, nc) for r0, r1 in parts])
+    tiles = small_tiles_nn(max(r1 - r0 for r0, r1 in parts), I, gates.shape[2])
+    run_blocks([partial(gemm_nn_tiles, x2[r0:r1], wih_t, 0.0, g2[r0:r1], *tiles) for r0, r1 in parts])
     H = w_hh.shape[1]
     mb, nb = tiling(max(b1 - b0 for b0, b1 in blocks), H, 4 * H)
     args = (gates, pack_panels(w_hh.T, nb), mb, bias, h0, c0, lens, reverse, approx, y, hp, cp, hn, cn)

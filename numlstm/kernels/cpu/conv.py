@@ -221,7 +221,7 @@ def _forward_alloc(x, w, b, stride, pads, dilation, out, xps, keep):
     wk = np.ascontiguousarray(w).reshape(O, C * kh * kw)
     # one tile for the whole product: these allocating entry points serve
     # tests and one-off calls; the threaded drivers pick small-matrix tiles
-    conv2d_forward_work(x, wk, kh, kw, b, stride, pads, dilation, out, xps, keep, xpc, col, O, T)
+    conv2d_forward_work(x, wk, kh, kw, b, stride, pads, dilation, out, xps, keep, xpc, col, (O, T, C * kh * kw))
 
 
 @njit(**_KW)
@@ -236,13 +236,14 @@ def conv2d_forward(x, w, b, stride, pads, dilation, out):
 
 
 @njit(**_KW)
-def conv2d_forward_work(x, wk, kh, kw, b, stride, pads, dilation, out, xps, keep, xpc, col, mc, nc):
+def conv2d_forward_work(x, wk, kh, kw, b, stride, pads, dilation, out, xps, keep, xpc, col, tiles):
     """``conv2d_forward`` with the weight as ``wk = w.reshape(O, C*kh*kw)``
     and the work arrays given (the threaded driver keeps them between calls:
     fresh megabyte arrays cost page faults on every call).
 
     Per tile the output is ``y[n][:, tile] = wk @ col`` (+ b), written in
-    place, in small-matrix tiles of ``mc`` x ``nc`` (``small_tiles_nn``): with
+    place, in small-matrix tiles (``tiles``: (mc, nc, kc) of
+    ``small_tiles_nn(O, K, T)``): with
     the K-major column matrix the product is NN, the form OpenBLAS's
     small-matrix kernel runs fastest (measured: 114 GFLOP/s against 100 for
     the pixel-major NT product at (256, 576) x (576, 256)).
@@ -272,7 +273,7 @@ def conv2d_forward_work(x, wk, kh, kw, b, stride, pads, dilation, out, xps, keep
             p0 = oy0 * wo
             _tile_cols_k(xpc, kh, kw, sh, sw, dh, dw, oy0, oy1, wo, col)
             yt = y[:, p0 : p0 + t]
-            gemm_nn_tiles(wk, col[:, :t], 0.0, yt, mc, nc)
+            gemm_nn_tiles(wk, col[:, :t], 0.0, yt, tiles[0], tiles[1], tiles[2])
             if has_b:
                 for o in range(O):
                     bo = b[o]
@@ -302,7 +303,7 @@ def _backward_alloc(x, xps, kept, w, dy, stride, pads, dilation, dx, dw_acc, db_
     colT = np.empty((T, K), dy.dtype)
     dcolT = np.empty((T, K), dy.dtype)
     # one tile per product (see _forward_alloc)
-    tiles = (O, K, T, K, O)
+    tiles = (O, K, T, T, K, O)
     conv2d_backward_work(
         x, xps, kept, weight_matrix(w), kh, kw, dy, stride, pads, dilation, dx, need_dx, True, acc, dbs, dxp, colT, dcolT, tiles
     )
@@ -350,7 +351,7 @@ def conv2d_backward_work(
         acc  += g colT            NN, small-matrix tiles adding into acc
         dcolT = g^T W2            TN, small-matrix tiles
 
-    tiles: (mc, nc) of the first (``small_tiles_nn(O, T, K)``) and
+    tiles: (mc, nc, kc) of the first (``small_tiles_nn(O, T, K)``) and
     (mc, nc, kc) of the second (``small_tiles_tn(O, T, K)``).
     ``need_dw`` False skips the weight gradient (acc untouched, x and xps
     not read): ConvLSTM's first step when the input there is known to be 0.
@@ -364,7 +365,7 @@ def conv2d_backward_work(
     P = ho * wo
     T = colT.shape[0]
     rows = T // wo
-    w_mc, w_nc, x_mc, x_nc, x_kc = tiles
+    w_mc, w_nc, w_kc, x_mc, x_nc, x_kc = tiles
     for n in range(N):
         if kept:
             xp = xps[n]
@@ -387,7 +388,7 @@ def conv2d_backward_work(
             gt = g[:, p0 : p0 + t]
             if need_dw:
                 _tile_cols(xp, kh, kw, sh, sw, dh, dw, oy0, oy1, wo, colT)
-                gemm_nn_tiles(gt, colT[:t], 1.0, acc, w_mc, w_nc)
+                gemm_nn_tiles(gt, colT[:t], 1.0, acc, w_mc, w_nc, w_kc)
             if need_dx:
                 gemm_tn_tiles(gt, w2, 0.0, dcolT[:t], x_mc, x_nc, x_kc)
                 _tile_cols_add(dcolT, kh, kw, sh, sw, dh, dw, oy0, oy1, wo, dxp)

@@ -267,9 +267,9 @@ def lstm_weight_products(da, x, hp, w_ih, dx_beta, dx, dw_ih, dw_hh, nn, ih, hh)
     x : (R, I) the layer's input; hp : (R, H) h_{t-1}; w_ih : (4H, I).
     dx : (R, I) = da W_ih + dx_beta * dx (dx_beta 1: the reverse direction
     adds to the forward one's dx). dw_ih (4H, I) += da^T x; dw_hh (4H, H)
-    += da^T hp. nn : (mc, nc) tiles of the dx product (``small_tiles_nn``);
+    += da^T hp. nn : (mc, nc, kc) tiles of the dx product (``small_tiles_nn``);
     ih, hh : (mc, nc, kc) tiles of the weight products (``small_tiles_tn``).
     """
-    gemm_nn_tiles(da, w_ih, dx_beta, dx, nn[0], nn[1])
+    gemm_nn_tiles(da, w_ih, dx_beta, dx, nn[0], nn[1], nn[2])
     gemm_tn_tiles(da, x, 1.0, dw_ih, ih[0], ih[1], ih[2])
     gemm_tn_tiles(da, hp, 1.0, dw_hh, hh[0], hh[1], hh[2])
