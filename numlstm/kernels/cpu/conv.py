@@ -1,29 +1,30 @@
-"""2-d convolution and pooling kernels (pixel-major im2col tiles + BLAS).
+"""2-d convolution and pooling kernels (im2col tiles + small-matrix BLAS tiles).
 
-Layouts: images ``(N, C, H, W)``; weights ``(O, C, kh, kw)``. Per image the
-input is first copied, channels last and with its zero padding, into
-``xp (H+pt+pb, W+pl+pr, C)``. The output pixels are then taken in tiles of
-whole output rows (about ``TILE_PIXELS`` pixels, so that a tile's matrices
-stay in the L2 cache); a tile's column matrix is pixel-major::
+Layouts: images ``(N, C, H, W)``; weights ``(O, C, kh, kw)``. The output
+pixels are taken in tiles of whole output rows (about ``TILE_PIXELS``
+pixels, so that a tile's matrices stay in the L2 cache).
+
+Forward: per image the input is copied, channel-major and with its zero
+padding, into ``xpc (C, Hp, Wp)``; a tile's column matrix is K-major::
+
+    col (K, T), K = C*kh*kw      col[(c*kh + i)*kw + j, p] = xpc[c, oy*sh + i*dh, ox*sw + j*dw]
+    y[n][:, tile] = Wk col (+ b)  Wk = w.reshape(O, K)
+
+an NN product, the form OpenBLAS's small-matrix kernel runs fastest, written
+in place into y (``linalg.gemm_nn_tiles``); with stride 1 a row of ``col``
+is runs of W' contiguous values of ``xpc``.
+
+Backward: from the padded channels-last image ``xp (Hp, Wp, C)`` (kept by
+the forward pass in training) a tile's column matrix is pixel-major::
 
     colT (T, K), K = kh*kw*C     colT[p, (i*kw + j)*C + c] = xp[oy*sh + i*dh, ox*sw + j*dw, c]
+    g      = dy[n][:, tile]      (O, T), read in place
+    dW2   += g colT              NN, added in BLAS (beta = 1); W2 = ``weight_matrix(w)``
+    dcolT  = g^T W2              TN -> scatter-add into dxp (Hp, Wp, C) -> dx_n
+    db    += sum over pixels of dy
 
 (for stride-1, dilation-1 width a row's ``kw*C`` entries of one kernel row
-are ONE contiguous copy from ``xp``). With ``Wt (K, O)`` the weight in the
-same (i, j, c) order::
-
-    forward    yt    = W2 colT^T (+ b)            yt (O, T): row o is y[n, o, tile], copied as is
-    backward   gt    = dy[n, :, tile]             gt (O, T), contiguous row copies
-               dW2  += gt colT                    dW2 (O, K)
-               dcolT = gt^T W2   -> scatter-add into dxp (H+pt+pb, W+pl+pr, C) -> dx_n
-               db   += sum over pixels of dy
-
-with ``W2 = Wt^T (O, K)``. The tiles of y and dy are channel-major, the
-layout of y and dy themselves, so moving them is contiguous row copies; an
-earlier pixel-major tile ``(T, O)`` needed strided transposes that cost a
-quarter of the product's time at 16x16 frames (measured: this layout is
-0.90-0.95x its time on 16x16 frames, 0.88-0.94x on the backward of 64x64
-frames). Every gather moves ``C`` or ``kw*C`` contiguous values.
+are ONE contiguous copy from ``xp``).
 
 Output size along an axis: ``H' = (H + pt + pb - dh*(kh-1) - 1) // sh + 1``.
 The pads are given separately (top, bottom, left, right), so TensorFlow's

@@ -107,38 +107,36 @@ def pack_panels(b: np.ndarray, nb: int) -> np.ndarray:
 
 
 @njit(**_KW)
-def gemm_nn_tiles(a, b, beta, c, mc, nc, kc):
-    """c = a @ b + beta * c in tiles of ``mc`` rows x ``nc`` columns over
-    chunks of ``kc`` of the inner dimension, each one small-matrix BLAS call
-    (``small_tiles_nn``); the chunks after the first add into c's tile while
-    it is in cache. a: (M, K); b: (K, N); c: (M, N); rows contiguous (blocks
-    of larger arrays are fine)."""
+def _gemm_tiles(ta, a, b, beta, c, mc, nc, kc):
+    """c = op(a) @ b + beta * c in tiles of ``mc`` x ``nc`` of c over chunks
+    of ``kc`` of the inner dimension, each one BLAS call; the chunks after the
+    first add into c's tile while it is in cache. op(a) is a.T when ``ta``."""
     M, N = c.shape
-    K = a.shape[1]
+    K = a.shape[0] if ta else a.shape[1]
     for m0 in range(0, M, mc):
         m1 = min(M, m0 + mc)
         for n0 in range(0, N, nc):
             n1 = min(N, n0 + nc)
             for k0 in range(0, K, kc):
                 k1 = min(K, k0 + kc)
-                gemm(False, False, 1.0, a[m0:m1, k0:k1], b[k0:k1, n0:n1], beta if k0 == 0 else 1.0, c[m0:m1, n0:n1])
+                at = a[k0:k1, m0:m1] if ta else a[m0:m1, k0:k1]
+                gemm(ta, False, 1.0, at, b[k0:k1, n0:n1], beta if k0 == 0 else 1.0, c[m0:m1, n0:n1])
+
+
+@njit(**_KW)
+def gemm_nn_tiles(a, b, beta, c, mc, nc, kc):
+    """c = a @ b + beta * c in small-matrix tiles (``small_tiles_nn``).
+    a: (M, K); b: (K, N); c: (M, N); rows contiguous (blocks of larger
+    arrays are fine)."""
+    _gemm_tiles(False, a, b, beta, c, mc, nc, kc)
 
 
 @njit(**_KW)
 def gemm_tn_tiles(a, b, beta, c, mc, nc, kc):
     """c = a^T @ b + beta * c (the sum over the rows of a and b: every time
-    step and sequence) in tiles of ``mc`` x ``nc`` of c and ``kc`` rows, each
-    one small-matrix BLAS call (``small_tiles_tn``); the chunks after the
-    first add into c. a: (R, M); b: (R, N); c: (M, N)."""
-    R = a.shape[0]
-    M, N = c.shape
-    for m0 in range(0, M, mc):
-        m1 = min(M, m0 + mc)
-        for n0 in range(0, N, nc):
-            n1 = min(N, n0 + nc)
-            for r0 in range(0, R, kc):
-                r1 = min(R, r0 + kc)
-                gemm(True, False, 1.0, a[r0:r1, m0:m1], b[r0:r1, n0:n1], beta if r0 == 0 else 1.0, c[m0:m1, n0:n1])
+    step and sequence) in small-matrix tiles (``small_tiles_tn``; ``kc``
+    rows a chunk). a: (R, M); b: (R, N); c: (M, N)."""
+    _gemm_tiles(True, a, b, beta, c, mc, nc, kc)
 
 
 def small_tiles_nn(M: int, K: int, N: int) -> tuple[int, int, int]:
