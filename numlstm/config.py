@@ -18,8 +18,10 @@ PARALLEL_MAX_BATCH = None
 
 #: ... and one step's recurrent product has at least this many multiply-adds
 #: (B * H * 4H): below it, handing work to a second thread costs more than it
-#: saves (measured: (16, 50, 32, 64) 1.4 ms serial, 2.0 ms split).
-PARALLEL_MIN_STEP_MACS = 400_000
+#: saves. Measured with the spinning pool (training step, serial -> split):
+#: (16, 50, 32, 64) 1.33 -> 0.99 ms, (16, 50, 32, 32) 0.83 -> 0.72 ms, but
+#: (8, 50, 32, 32) (33k) 0.43 -> 0.47 ms.
+PARALLEL_MIN_STEP_MACS = 60_000
 
 #: Upper bound on row blocks; None means numba.get_num_threads().
 PARALLEL_MAX_CHUNKS = None
