@@ -247,6 +247,7 @@ def test_small_tile_rules(monkeypatch):
     assert small_tiles_nn(448, 512, 128) == (12, 128, 512)
     assert small_tiles_nn(256, 1600, 512) == (12, 128, 400)
     assert small_tiles_nn(8, 16, 16) == (8, 16, 16)
+    assert small_tiles_nn(256, 512, 1600, kc_max=256, rows=24) == (24, 128, 256)
     assert small_tiles_tn(448, 512, 128) == (128, 128, 48)
     assert small_tiles_tn(448, 512, 28) == (128, 28, 128)
     assert small_tiles_tn(6400, 2048, 512) == (2048, 512, 6400)

@@ -126,7 +126,8 @@ def conv2d_backward(
         Hp, Wp = x.shape[2] + pt + pb, x.shape[3] + pl + pr
     T = _k.tile_rows(wo) * wo
     K = C * kh * kw
-    tiles = (*small_tiles_nn(O, T, K), *small_tiles_tn(O, T, K))
+    # the weight gradient in short chunks of pixels (see small_tiles_nn)
+    tiles = (*small_tiles_nn(O, T, K, kc_max=256, rows=24), *small_tiles_tn(O, T, K))
     blocks = _blocks(N, dy.size * w[0].size)
     stride, pads, dilation = tuple(stride), tuple(pads), tuple(dilation)
     w2 = _k.weight_matrix(w) if w2 is None else w2

@@ -139,11 +139,14 @@ def gemm_tn_tiles(a, b, beta, c, mc, nc, kc):
     _gemm_tiles(True, a, b, beta, c, mc, nc, kc)
 
 
-def small_tiles_nn(M: int, K: int, N: int) -> tuple[int, int, int]:
-    """(mc, nc, kc) for ``gemm_nn_tiles``: 12-row tiles of whole rows of b,
-    or of power-of-two column panels when whole rows exceed the budget
-    (``config.BLAS_SMALL_MNK``); an inner dimension over 640 in equal chunks
-    of at most 512. Measured on one core, float32, 448-row products: (512,
+def small_tiles_nn(M: int, K: int, N: int, kc_max: int = 512, rows: int = 12) -> tuple[int, int, int]:
+    """(mc, nc, kc) for ``gemm_nn_tiles``: tiles of ``rows`` rows and whole
+    rows of b, or of power-of-two column panels when whole rows exceed the
+    budget (``config.BLAS_SMALL_MNK``); an inner dimension over 1.25 *
+    ``kc_max`` in equal chunks of at most ``kc_max``. The convolution's
+    weight gradient (O, K) += (O, T) x (T, K) takes 24 x 128 x 256 tiles:
+    (2, 10, 1, 64, 64, 64, 5) ConvLSTM backward 0.89x the time of
+    12 x 128 x 512. Measured on one core, float32, 448-row products: (512,
     128) 116 GFLOP/s against 101 as one call, (512, 28) 99 against 73, (128,
     512) 115 against 101; the conv product (256, 1600) x (1600, 512) 101 in
     16 x 128 x 400 tiles, 88-95 in 12 x 32 x 1600, 85 as one call. The whole
@@ -151,9 +154,9 @@ def small_tiles_nn(M: int, K: int, N: int) -> tuple[int, int, int]:
     budget = config.BLAS_SMALL_MNK
     if not budget or M * K * N <= budget:
         return max(1, M), max(1, N), max(1, K)
-    nk = 1 if K <= 640 else -(-K // 512)
+    nk = 1 if 4 * K <= 5 * kc_max else -(-K // kc_max)
     kc = -(-K // nk)
-    mc = max(1, min(M, 12, budget // max(1, kc)))
+    mc = max(1, min(M, rows, budget // max(1, kc)))
     if mc * kc * N <= budget:
         return mc, max(1, N), kc
     nc = 1
