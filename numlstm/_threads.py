@@ -98,7 +98,8 @@ class _Pool:
     one, then sleeps on a condition. The LSTM and ConvLSTM hand out blocks
     every few tens of microseconds: waking a sleeping thread cost 30-80 us
     here each time (measured: an empty two-block ``run_blocks`` took 96 us
-    through ``ThreadPoolExecutor``, 3 us to a spinning worker).
+    through ``ThreadPoolExecutor``, 5-7 us to a spinning worker;
+    ``perf/threads_cpu.py``).
 
     Protocol: the caller writes the jobs, then bumps ``seq[0]`` (the
     generation) under ``cond``, notifying sleepers; worker w runs its jobs
