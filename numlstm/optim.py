@@ -522,13 +522,11 @@ class Adam(Optimizer):
         self.eps = _check_positive(eps, "eps")
         self.weight_decay = check_float(weight_decay, "weight_decay", low=0.0)
 
-    def _update(self, p: Parameter, st: dict) -> None:
-        if not isinstance(p.data, np.ndarray):
-            return self._update_cuda(p, st)
-        t = p.data.dtype.type
+    def _scalars(self, t) -> tuple:
+        """The update's scalars in dtype ``t``, in ``adam_update``'s argument
+        order, exactly as torch.optim computes them (Python floats)."""
         step = self.step_count
         lr, beta1, beta2, wd = self.lr, self.beta1, self.beta2, self.weight_decay
-        # the scalars exactly as torch.optim computes them (Python floats)
         bias_correction1 = 1 - beta1**step
         bias_correction2 = 1 - beta2**step
         step_size = lr / bias_correction1
@@ -538,11 +536,7 @@ class Adam(Optimizer):
             l2, decay = 0.0, 1 - lr * wd
         else:
             l2, decay = wd, 1.0
-        adam_update(
-            _flat(p.data),
-            _flat(p.grad),
-            _buffer(st, "exp_avg", p).reshape(-1),
-            _buffer(st, "exp_avg_sq", p).reshape(-1),
+        return (
             w1,
             t(1) - w1,
             t(beta2),
@@ -554,35 +548,25 @@ class Adam(Optimizer):
             t(self.eps),
         )
 
+    def _update(self, p: Parameter, st: dict) -> None:
+        if not isinstance(p.data, np.ndarray):
+            return self._update_cuda(p, st)
+        adam_update(
+            _flat(p.data),
+            _flat(p.grad),
+            _buffer(st, "exp_avg", p).reshape(-1),
+            _buffer(st, "exp_avg_sq", p).reshape(-1),
+            *self._scalars(p.data.dtype.type),
+        )
+
     def _update_cuda(self, p: Parameter, st: dict) -> None:
         """The same update on device arrays (numlstm.kernels.cuda.optim)."""
-        t = p.data.dtype.type
-        step = self.step_count
-        lr, beta1, beta2, wd = self.lr, self.beta1, self.beta2, self.weight_decay
-        # the scalars exactly as torch.optim computes them (Python floats)
-        bias_correction1 = 1 - beta1**step
-        bias_correction2 = 1 - beta2**step
-        step_size = lr / bias_correction1
-        bias_correction2_sqrt = bias_correction2**0.5
-        w1 = t(1 - beta1)
-        if self._decoupled:
-            l2, decay = 0.0, 1 - lr * wd
-        else:
-            l2, decay = wd, 1.0
         _cuda_optim().adam_update(
             _flat_device(p.data),
             _flat_device(p.grad),
             _buffer_cuda(st, "exp_avg", p),
             _buffer_cuda(st, "exp_avg_sq", p),
-            w1,
-            t(1) - w1,
-            t(beta2),
-            t(1 - beta2),
-            t(l2),
-            t(decay),
-            t(-step_size),
-            t(bias_correction2_sqrt),
-            t(self.eps),
+            *self._scalars(p.data.dtype.type),
         )
 
 
@@ -654,28 +638,27 @@ class RMSprop(Optimizer):
     def _update(self, p: Parameter, st: dict) -> None:
         if not isinstance(p.data, np.ndarray):
             return self._update_cuda(p, st)
-        t = p.data.dtype.type
         rmsprop_update(
             _flat(p.data),
             _flat(p.grad),
             _buffer(st, "square_avg", p).reshape(-1),
             _buffer(st, "momentum_buffer", p).reshape(-1) if self.momentum > 0 else _EMPTY[p.data.dtype],
-            t(self.lr),
-            t(self.alpha),
-            t(1 - self.alpha),
-            t(self.eps),
-            t(self.weight_decay),
-            t(self.momentum),
+            *self._scalars(p.data.dtype.type),
         )
 
     def _update_cuda(self, p: Parameter, st: dict) -> None:
         """The same update on device arrays (numlstm.kernels.cuda.optim)."""
-        t = p.data.dtype.type
         _cuda_optim().rmsprop_update(
             _flat_device(p.data),
             _flat_device(p.grad),
             _buffer_cuda(st, "square_avg", p),
             _buffer_cuda(st, "momentum_buffer", p) if self.momentum > 0 else _unused(p),
+            *self._scalars(p.data.dtype.type),
+        )
+
+    def _scalars(self, t) -> tuple:
+        """The update's scalars in dtype ``t``, in ``rmsprop_update``'s argument order."""
+        return (
             t(self.lr),
             t(self.alpha),
             t(1 - self.alpha),
