@@ -21,12 +21,6 @@ def matmul_into(a, b, out):
 
 
 @njit(**_KW)
-def matmul_add(a, b, out):
-    """out += a @ b."""
-    out += np.dot(a, b)
-
-
-@njit(**_KW)
 def matmul_tn_add(a, b, out):
     """out += a^T @ b. a: (K, M), b: (K, N), out: (M, N); the sum over K
     (here: every time step and sequence) is one product."""

@@ -25,8 +25,8 @@ dynamic, ``cuda.shared.array(0, nbtype)``); ``GEMM_THREAD_TILE`` sizes the
 per-thread accumulator, a compile-time constant, so it keys the compiled
 kernel. All are read from ``config`` at call time.
 
-CPU twins: ``numlstm.kernels.cpu.linalg`` (``matmul_into``, ``matmul_add``,
-``matmul_tn_add``).
+CPU twins: ``numlstm.kernels.cpu.linalg`` (``matmul_into``, ``matmul_tn_add``;
+``matmul_add`` is ``gemm_nn_tiles`` with ``beta = 1`` there).
 """
 
 from __future__ import annotations
