@@ -58,16 +58,24 @@ def num_chunks(batch: int, step_macs: int) -> int:
     return max(1, min(limit, batch // max(1, config.PARALLEL_MIN_ROWS)))
 
 
-def product_chunks(rows: int, macs: int) -> int:
-    """How many row blocks a big product (the LSTM's projection of every
-    step, its weight products after the loop) is split into, each on its own
-    thread with BLAS single-threaded in small-matrix tiles: one BLAS call on
-    two threads measured 91-101 GFLOP/s, two threads of tiles 2 x 106-116.
-    1 (one BLAS call) below ``config.CONV_PARALLEL_MIN_MACS``."""
+def product_chunks(rows: int, macs: int, min_rows: int | None = None) -> int:
+    """How many row blocks a big call is split into, each on its own thread
+    with BLAS single-threaded (1: one call, BLAS threading it itself): the
+    LSTM's projection of every step and its weight products after the loop
+    (in small-matrix tiles: one BLAS call on two threads measured 91-101
+    GFLOP/s, two threads of tiles 2 x 106-116), and the convolutions' images.
+    1 below ``config.CONV_PARALLEL_MIN_MACS`` multiply-adds; at least
+    ``min_rows`` rows a block (default ``config.PARALLEL_MIN_ROWS``)."""
     limit = config.PARALLEL_MAX_CHUNKS or numba.get_num_threads()
     if limit < 2 or macs < config.CONV_PARALLEL_MIN_MACS or not _blas_controllers():
         return 1
-    return max(1, min(limit, rows // 16))
+    per = config.PARALLEL_MIN_ROWS if min_rows is None else min_rows
+    return max(1, min(limit, rows // max(1, per)))
+
+
+def split_rows(n: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` contiguous row ranges (start, stop) covering 0..n, sizes within one."""
+    return [(c * n // parts, (c + 1) * n // parts) for c in range(parts)]
 
 
 @contextlib.contextmanager

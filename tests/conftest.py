@@ -64,8 +64,9 @@ def cpu_path(request, monkeypatch):
     """Run a test on both CPU schedules: one thread per layer direction, and the
     batch split into row blocks on separate threads (forced here even for tiny
     batches, down to one row per block), the latter with the per-step products
-    cut into small tiles and one-column panels (``linalg.dot_panels``) that
-    the tiny test shapes would never need."""
+    cut into small tiles and one-column panels (``linalg.dot_panels``), and
+    the whole-sequence products split over threads with per-thread weight
+    gradients summed afterwards, which the tiny test shapes would never need."""
     if request.param == "row-blocks":
         from numlstm import config
 
@@ -74,4 +75,5 @@ def cpu_path(request, monkeypatch):
         monkeypatch.setattr(config, "PARALLEL_MIN_STEP_MACS", 0)
         monkeypatch.setattr(config, "PARALLEL_MAX_CHUNKS", 2)
         monkeypatch.setattr(config, "BLAS_SMALL_MNK", 7)
+        monkeypatch.setattr(config, "CONV_PARALLEL_MIN_MACS", 0)
     return request.param

@@ -14,8 +14,8 @@ from functools import partial
 import numba
 import numpy as np
 
-from numlstm import backend, config
-from numlstm._threads import _blas_controllers, run_blocks, single_threaded_blas
+from numlstm import backend
+from numlstm._threads import product_chunks, run_blocks, single_threaded_blas, split_rows
 from numlstm._validation import check_array, check_bool, check_dtype, check_int
 from numlstm.kernels.cpu import conv as _k
 from numlstm.kernels.cpu.linalg import small_tiles_nn, small_tiles_tn
@@ -23,12 +23,8 @@ from numlstm.layers.base import Layer
 
 
 def _blocks(n: int, macs: int) -> list[tuple[int, int]]:
-    threads = numba.get_num_threads()
-    if n < 2 or threads < 2 or macs < config.CONV_PARALLEL_MIN_MACS or not _blas_controllers():
-        return [(0, n)]
-    k = min(threads, n)
-    edges = np.linspace(0, n, k + 1).astype(int)
-    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
+    """The batch of n images in one block per thread (at least one image each)."""
+    return split_rows(n, product_chunks(n, macs, min_rows=1))
 
 
 def _scratch(ws: dict | None, key, shape, dtype, zero: bool = False) -> np.ndarray:

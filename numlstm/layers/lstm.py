@@ -7,15 +7,11 @@ from functools import partial
 import numpy as np
 
 from numlstm import backend
-from numlstm._threads import num_chunks, product_chunks, run_blocks, single_threaded_blas
+from numlstm._threads import num_chunks, product_chunks, run_blocks, single_threaded_blas, split_rows
 from numlstm._validation import check_array, check_bool, check_dtype, check_float, check_int, check_lengths
 from numlstm.kernels.cpu.linalg import gemm_nn_tiles, pack_panels, small_tiles_nn, small_tiles_tn, tiling
 from numlstm.kernels.cpu.lstm import lstm_backward_rows, lstm_forward_rows, lstm_weight_products
 from numlstm.layers.base import Layer
-
-
-def _split(n: int, parts: int) -> list[tuple[int, int]]:
-    return [(c * n // parts, (c + 1) * n // parts) for c in range(parts)]
 
 
 def _forward_direction(x, w_ih, w_hh, bias, h0, c0, lens, reverse, approx, gates, y, hp, cp, hn, cn, blocks, nparts):
@@ -31,7 +27,7 @@ def _forward_direction(x, w_ih, w_hh, bias, h0, c0, lens, reverse, approx, gates
     x2 = x.reshape(T * B, I)
     g2 = gates.reshape(T * B, gates.shape[2])
     wih_t = np.ascontiguousarray(w_ih.T)
-    parts = _split(T * B, nparts)
+    parts = split_rows(T * B, nparts)
     tiles = small_tiles_nn(max(r1 - r0 for r0, r1 in parts), I, gates.shape[2])
     run_blocks([partial(gemm_nn_tiles, x2[r0:r1], wih_t, 0.0, g2[r0:r1], *tiles) for r0, r1 in parts])
     H = w_hh.shape[1]
@@ -57,7 +53,7 @@ def _backward_direction(
     x2 = x.reshape(T * B, I)
     hp2 = hp.reshape(T * B, H)
     dx2 = dx.reshape(T * B, I)
-    rows = _split(T * B, nparts)
+    rows = split_rows(T * B, nparts)
     parts_ih = [dw_ih] + [np.zeros_like(dw_ih) for _ in rows[1:]]
     parts_hh = [dw_hh] + [np.zeros_like(dw_hh) for _ in rows[1:]]
     R = max(r1 - r0 for r0, r1 in rows)
@@ -302,8 +298,7 @@ class LSTM(Layer):
 
     def _blocks(self, B: int) -> list[tuple[int, int]]:
         """Row blocks of the batch that run the time loop on separate threads."""
-        n = num_chunks(B, B * self.hidden_size * 4 * self.hidden_size)
-        return [(c * B // n, (c + 1) * B // n) for c in range(n)]
+        return split_rows(B, num_chunks(B, B * self.hidden_size * 4 * self.hidden_size))
 
     def _bias(self, k, sfx):
         if not self.bias:
