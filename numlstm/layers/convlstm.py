@@ -467,8 +467,7 @@ class ConvLSTM(Layer):
             cache.append({"x_shape": inp.shape, "stride": stride, "pads": pads, "keep_x": keep_x, "dirs": dirs})
             inp = ys[0] if D == 1 else np.concatenate(ys, axis=2)
         self.state = (hn, cn)
-        cache_all = {"layers": cache, "B": B, "T": T, "H": H, "W": W, "zero_state": state is None}
-        self._cache = cache_all if training else None
+        self._cache = {"layers": cache, "B": B, "T": T, "H": H, "W": W, "zero_state": state is None} if training else None
         if self.return_sequences:
             return inp.transpose(1, 0, 2, 3, 4).copy()
         top = (L - 1) * D
@@ -552,11 +551,11 @@ class ConvLSTM(Layer):
                         wci, wcf, wco, dwci, dwcf, dwco, self._approx,
                     )  # fmt: skip
                     # dW_h += ...; dh_{t-1} = conv^T(dA_t, W_h)
-                    # the first step's h_{t-1} is 0 from a zero initial state: no dW_h term
-                    first = t == (T - 1 if d == 1 else 0)
+                    # the forward pass's first step (the last here) read h_{t-1} = 0
+                    # from a zero initial state: no dW_h term
                     conv2d_backward(
                         None, w_h, gates[t], (1, 1), rpads, (1, 1), dh_prev, dw_h, no_bias, kept=keep_h[t], ws=ws,
-                        w2=w2_h, acc=acc_h, need_dw=not (first and cache["zero_state"]),
+                        w2=w2_h, acc=acc_h, need_dw=not (t == steps[-1] and cache["zero_state"]),
                     )  # fmt: skip
                     dh, dh_prev = dh_prev, dh
                 acc_h.fold(dw_h, no_bias)
