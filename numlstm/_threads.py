@@ -48,9 +48,15 @@ def _blas_controllers():
     return _blas_libs
 
 
+def max_chunks() -> int:
+    """The most blocks any threaded call is split into (``config.PARALLEL_MAX_CHUNKS``,
+    or Numba's thread count); per-block accumulators are sized by it."""
+    return max(1, config.PARALLEL_MAX_CHUNKS or numba.get_num_threads())
+
+
 def num_chunks(batch: int, step_macs: int) -> int:
     """How many row blocks to run in parallel (1 = serial)."""
-    limit = config.PARALLEL_MAX_CHUNKS or numba.get_num_threads()
+    limit = max_chunks()
     if limit < 2 or batch > (config.PARALLEL_MAX_BATCH or batch) or step_macs < config.PARALLEL_MIN_STEP_MACS:
         return 1
     if not _blas_controllers():
@@ -66,7 +72,7 @@ def product_chunks(rows: int, macs: int, min_rows: int | None = None) -> int:
     GFLOP/s, two threads of tiles 2 x 106-116), and the convolutions' images.
     1 below ``config.CONV_PARALLEL_MIN_MACS`` multiply-adds; at least
     ``min_rows`` rows a block (default ``config.PARALLEL_MIN_ROWS``)."""
-    limit = config.PARALLEL_MAX_CHUNKS or numba.get_num_threads()
+    limit = max_chunks()
     if limit < 2 or macs < config.CONV_PARALLEL_MIN_MACS or not _blas_controllers():
         return 1
     per = config.PARALLEL_MIN_ROWS if min_rows is None else min_rows

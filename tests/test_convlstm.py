@@ -353,3 +353,24 @@ def test_zero_initial_state_skips_exactly(rng, kw, monkeypatch):
         assert_close(a, b, 1e-12, name)
     for k, g in want[6].items():
         assert_close(got[6][k], g, 1e-12, k)
+
+
+def test_more_blocks_than_threads(rng, monkeypatch):
+    """config.PARALLEL_MAX_CHUNKS above the thread count: the convolutions
+    split the batch into that many blocks (each with its own gradient
+    accumulator) and give the serial result."""
+    from numlstm import config
+
+    layer = make(rng, np.float64)
+    x = rng.standard_normal((5, T, CIN, HW, HW))
+    y = layer(x)
+    dy = rng.standard_normal(y.shape)
+    dx = layer.backward(dy)
+    want = (y, dx, {k: g.copy() for k, g in layer.grads.items()})
+    monkeypatch.setattr(config, "PARALLEL_MAX_CHUNKS", 4)
+    monkeypatch.setattr(config, "CONV_PARALLEL_MIN_MACS", 0)
+    layer.zero_grad()
+    assert_close(layer(x), want[0], 1e-12, "y")
+    assert_close(layer.backward(dy), want[1], 1e-12, "dx")
+    for k, g in want[2].items():
+        assert_close(layer.grads[k], g, 1e-12, k)

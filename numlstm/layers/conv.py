@@ -11,11 +11,10 @@ from __future__ import annotations
 import numbers
 from functools import partial
 
-import numba
 import numpy as np
 
 from numlstm import backend
-from numlstm._threads import product_chunks, run_blocks, single_threaded_blas, split_rows
+from numlstm._threads import max_chunks, product_chunks, run_blocks, single_threaded_blas, split_rows
 from numlstm._validation import check_array, check_bool, check_dtype, check_int
 from numlstm.kernels.cpu import conv as _k
 from numlstm.kernels.cpu.linalg import small_tiles_nn, small_tiles_tn
@@ -84,7 +83,7 @@ class ConvGradAcc:
 
     def __init__(self, w_shape, dtype, ws=None, key="conv_acc"):
         O, C, kh, kw = w_shape
-        n = max(1, numba.get_num_threads())
+        n = max_chunks()
         self.w_shape = tuple(w_shape)
         self.acc = _scratch(ws, (key, "w"), (n, O, C * kh * kw), dtype)
         self.dbs = _scratch(ws, (key, "b"), (n, O), np.float64)
