@@ -35,6 +35,7 @@ __all__ = [
     "cuda_kernels",
     "device_input",
     "device_of",
+    "driver",
     "empty",
     "is_device_array",
     "no_cuda_path",
@@ -210,3 +211,24 @@ def no_cuda_path(obj, method: str = "forward") -> NotImplementedError:
         f"{name}.{method}: this layer has no CUDA path; move it to the CPU with .to('cpu') "
         f"(and its input with numlstm.to_numpy) to run it there"
     )
+
+
+#: the operations with one driver module per backend (``driver``)
+DRIVERS = ("lstm", "conv", "convlstm", "attention")
+
+
+def driver(op: str, device: str = "cpu") -> ModuleType:
+    """The driver module of operation ``op`` for ``device``.
+
+    ``numlstm.kernels.cpu.<op>`` or ``numlstm.kernels.cuda.<op>`` (the latter
+    imported on first use, after checking that CUDA is available). The two
+    modules of one operation have the same entry points with the same
+    arguments, so a layer picks its backend once and calls ``driver(op,
+    self.device).<entry point>(...)`` with no branch on the device.
+    """
+    if op not in DRIVERS:
+        raise ValueError(f"op: expected one of {list(DRIVERS)}, got {op!r}")
+    if check_device(device) == "cuda":
+        require_cuda(f"numlstm.kernels.cuda.{op}")
+    return importlib.import_module(f"numlstm.kernels.{device}.{op}")
+
