@@ -55,3 +55,20 @@ POOL_SETTLE_US = 1.0
 #: (Linux): otherwise a woken pool thread can share the caller's core for
 #: tens of milliseconds (see ``numlstm._threads._pin``).
 PIN_THREADS = True
+
+#: How the CPU drivers choose among their schedules (``numlstm.kernels.plan``):
+#: ``"measure"`` times the candidates on first use of a shape class (within
+#: ``PLAN_BUDGET_S``) and keeps the winner in the user's cache folder;
+#: ``"default"`` uses the built-in choices (the same on every host, nothing
+#: timed or read); a path uses that plan file as it is (pinned).
+PLAN = "measure"
+
+#: The folder of plan files; None: ``$XDG_CACHE_HOME/numlstm``, else ``~/.cache/numlstm``.
+PLAN_DIR = None
+
+#: Seconds the planner may spend timing the candidates of one shape class.
+PLAN_BUDGET_S = 0.25
+
+#: Forced choices, ``{"lstm.rec": "own/1"}``: they win over every mode (tests
+#: use it to run each candidate).
+PLAN_OVERRIDE: dict = {}

@@ -64,7 +64,7 @@ def dot_panels(a, bp, out, mb, tmp):
                     out[r0 + i, c0 + j] = t[i, j]
 
 
-def tiling(rows: int, K: int, N: int) -> tuple[int, int]:
+def tiling(rows: int, K: int, N: int, budget: int | None = None) -> tuple[int, int]:
     """(mb, nb): row tile and column-panel width for ``dot_panels`` of a
     (rows, K) x (K, N) product, each tile within ``config.BLAS_SMALL_MNK``
     multiply-adds.
@@ -75,9 +75,9 @@ def tiling(rows: int, K: int, N: int) -> tuple[int, int]:
     in 12-row tiles against 71 as one call; (64, 512) x (512, 2048) 103 in
     30 x 64 tiles, 85 in 17 x 112; (64, 2048) x (2048, 512) 106 in 30 x 16,
     83 as one call. ``(rows, N)``, one plain product, when the whole product
-    fits or the tiling is off.
+    fits or the tiling is off. ``budget``: instead of ``config.BLAS_SMALL_MNK``.
     """
-    budget = config.BLAS_SMALL_MNK
+    budget = config.BLAS_SMALL_MNK if budget is None else budget
     if not budget or rows * K * N <= budget:
         return max(1, rows), N
     if 8 * K * N <= budget:
@@ -133,7 +133,7 @@ def gemm_tn_tiles(a, b, beta, c, mc, nc, kc):
     _gemm_tiles(True, a, b, beta, c, mc, nc, kc)
 
 
-def small_tiles_nn(M: int, K: int, N: int, kc_max: int = 512, rows: int = 12) -> tuple[int, int, int]:
+def small_tiles_nn(M: int, K: int, N: int, kc_max: int = 512, rows: int = 12, budget: int | None = None) -> tuple[int, int, int]:
     """(mc, nc, kc) for ``gemm_nn_tiles``: tiles of ``rows`` rows and whole
     rows of b, or of power-of-two column panels when whole rows exceed the
     budget (``config.BLAS_SMALL_MNK``); an inner dimension over 1.25 *
@@ -144,8 +144,9 @@ def small_tiles_nn(M: int, K: int, N: int, kc_max: int = 512, rows: int = 12) ->
     128) 116 GFLOP/s against 101 as one call, (512, 28) 99 against 73, (128,
     512) 115 against 101; the conv product (256, 1600) x (1600, 512) 101 in
     16 x 128 x 400 tiles, 88-95 in 12 x 32 x 1600, 85 as one call. The whole
-    product as one call when it fits or the tiling is off."""
-    budget = config.BLAS_SMALL_MNK
+    product as one call when it fits or the tiling is off. ``budget``: instead
+    of ``config.BLAS_SMALL_MNK``."""
+    budget = config.BLAS_SMALL_MNK if budget is None else budget
     if not budget or M * K * N <= budget:
         return max(1, M), max(1, N), max(1, K)
     nk = 1 if 4 * K <= 5 * kc_max else -(-K // kc_max)
@@ -159,15 +160,15 @@ def small_tiles_nn(M: int, K: int, N: int, kc_max: int = 512, rows: int = 12) ->
     return mc, min(N, nc), kc
 
 
-def small_tiles_tn(R: int, M: int, N: int) -> tuple[int, int, int]:
+def small_tiles_tn(R: int, M: int, N: int, budget: int | None = None) -> tuple[int, int, int]:
     """(mc, nc, kc) for ``gemm_tn_tiles`` of an (R, M)^T x (R, N) product:
     tiles of c up to 128 x 128 over chunks of a multiple of 16 rows (at most
     128) within the budget. Measured on one core, float32, R = 448: (512,
     128) 109 GFLOP/s against 95 as one call with beta = 1, (512, 28) 99
     against 59, (512, 256) 106 against 96. For c larger than 2**18 elements
     ((2048, 512): 95 as one call, about 90 in tiles) and with the tiling off:
-    one call."""
-    budget = config.BLAS_SMALL_MNK
+    one call. ``budget``: instead of ``config.BLAS_SMALL_MNK``."""
+    budget = config.BLAS_SMALL_MNK if budget is None else budget
     if not budget or M * N > 2**18 or R * M * N <= budget:
         return max(1, M), max(1, N), max(1, R)
     mc, nc = min(M, 128), min(N, 128)

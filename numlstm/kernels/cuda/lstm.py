@@ -43,6 +43,9 @@ from numba import cuda
 
 from numlstm.kernels.cuda import config, elementwise
 from numlstm.kernels.cuda._launch import grid_1d
+
+# the elementwise entry points the layer's loop uses, the same on both backends' drivers
+from numlstm.kernels.cuda.elementwise import add, add_into, copy, copy_cols, fill, multiply, swap01  # noqa: F401
 from numlstm.kernels.cuda.linalg import gemm
 
 _KERNELS: dict = {}
@@ -342,14 +345,20 @@ def _persistent_launch(B: int, H: int, itemsize: int) -> tuple[int, int, int, in
 # -- host drivers ----------------------------------------------------------------------------------
 
 
-def lstm_forward_direction(x2, w_ih, w_hh, bias, h0, c0, lengths, reverse, gates, y, hprev, cprev, hn, cn, persistent):
+def lstm_plan(B: int, T: int, I: int, H: int, dtype) -> bool:
+    """The plan of one layer direction on the GPU (the CPU twin: ``kernels.cpu.lstm.lstm_plan``):
+    True for the persistent kernel (``use_persistent``), False for the general path."""
+    return use_persistent(B, H)
+
+
+def lstm_forward_direction(x2, w_ih, w_hh, bias, h0, c0, lengths, reverse, gates, y, hprev, cprev, hn, cn, plan):
     """Forward pass of one layer direction on device arrays.
 
     Parameters
     ----------
     x2 : (T*B, I) time-major input rows; w_ih : (4H, I); w_hh : (4H, H);
     bias : (4H,) = b_ih + b_hh; h0, c0 : (B, H); lengths : (B,) int64;
-    reverse : bool; persistent : bool (the path).
+    reverse : bool; plan : ``lstm_plan(...)`` (True: the persistent kernel).
 
     Outputs
     -------
@@ -360,7 +369,7 @@ def lstm_forward_direction(x2, w_ih, w_hh, bias, h0, c0, lengths, reverse, gates
     H = H4 // 4
     k = _kernels(gates.dtype)
     gemm(x2, w_ih, gates.reshape(T * B, H4), trans_b=True)  # the input projection of every step
-    if persistent:
+    if plan:
         whh_t = cuda.device_array((H, H4), w_hh.dtype)
         elementwise.swap01(w_hh.reshape(H4, H, 1), whh_t.reshape(H, H4, 1))
         R, blocks, nt, shared, stage = _persistent_launch(B, H, gates.dtype.itemsize)
@@ -380,7 +389,7 @@ def lstm_forward_direction(x2, w_ih, w_hh, bias, h0, c0, lengths, reverse, gates
 
 
 def lstm_backward_direction(
-    x2, w_ih, w_hh, lengths, reverse, gates, hprev, cprev, dy, dhn, dcn, dx_add, dx2, dw_ih, dw_hh, dbias, dh0, dc0, persistent
+    x2, w_ih, w_hh, lengths, reverse, gates, hprev, cprev, dy, dhn, dcn, dx_add, dx2, dw_ih, dw_hh, dbias, dh0, dc0, plan
 ):
     """BPTT of one layer direction on device arrays.
 
@@ -390,7 +399,7 @@ def lstm_backward_direction(
     gates : (T, B, 4H) saved activations, CONSUMED (become dA);
     hprev, cprev : (T, B, H) saved; dy : (T, B, H); dhn, dcn : (B, H) gradients
     of the final state (``dhn``/``dcn`` are read only).
-    dx_add : add into ``dx2`` instead of writing it.
+    dx_add : add into ``dx2`` instead of writing it; plan : the forward pass's.
 
     Outputs
     -------
@@ -401,7 +410,7 @@ def lstm_backward_direction(
     T, B, H4 = gates.shape
     H = H4 // 4
     k = _kernels(gates.dtype)
-    if persistent:
+    if plan:
         R, blocks, nt, shared, stage = _persistent_launch(B, H, gates.dtype.itemsize)
         _persistent_kernels(gates.dtype, R)["persistent_backward"][blocks, nt, 0, shared](
             gates, w_hh, lengths, bool(reverse), cprev, dy, dhn, dcn, dh0, dc0, stage
