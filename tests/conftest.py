@@ -59,14 +59,33 @@ def lstm64(rng) -> numlstm.LSTM:
     return make_lstm(rng, 3, 2, num_layers=2, bidirectional=True)
 
 
-@pytest.fixture(params=["serial", "row-blocks"])
+@pytest.fixture(autouse=True)
+def _default_plan(monkeypatch, tmp_path_factory):
+    """Every test runs under the built-in plan (``config.PLAN = "default"``):
+    the same schedule on every host, so results are bit-for-bit reproducible,
+    and nothing is timed or written to the user's cache. The planner's own
+    tests switch to "measure" with a private ``PLAN_DIR``."""
+    from numlstm import config
+    from numlstm.kernels import plan
+
+    monkeypatch.setattr(config, "PLAN", "default")
+    monkeypatch.setattr(config, "PLAN_DIR", str(tmp_path_factory.getbasetemp() / "plans"))
+    monkeypatch.setattr(config, "PLAN_OVERRIDE", {})
+    plan.forget()
+    yield
+    plan.forget()
+
+
+@pytest.fixture(params=["serial", "row-blocks", "own"])
 def cpu_path(request, monkeypatch):
     """Run a test on both CPU schedules: one thread per layer direction, and the
     batch split into row blocks on separate threads (forced here even for tiny
     batches, down to one row per block), the latter with the per-step products
     cut into small tiles and one-column panels (``linalg.dot_panels``), and
     the whole-sequence products split over threads with per-thread weight
-    gradients summed afterwards, which the tiny test shapes would never need."""
+    gradients summed afterwards, which the tiny test shapes would never need;
+    and numlstm's own per-step kernel (``kernels.cpu.small.dot_nt``) with the
+    gate pass fused per group of rows, on row blocks as well."""
     if request.param == "row-blocks":
         from numlstm import config
 
@@ -76,4 +95,11 @@ def cpu_path(request, monkeypatch):
         monkeypatch.setattr(config, "PARALLEL_MAX_CHUNKS", 2)
         monkeypatch.setattr(config, "BLAS_SMALL_MNK", 7)
         monkeypatch.setattr(config, "CONV_PARALLEL_MIN_MACS", 0)
+    if request.param == "own":
+        from numlstm import config
+
+        monkeypatch.setattr(config, "PARALLEL_MIN_ROWS", 1)
+        monkeypatch.setattr(config, "PARALLEL_MIN_STEP_MACS", 0)
+        monkeypatch.setattr(config, "PARALLEL_MAX_CHUNKS", 2)
+        monkeypatch.setattr(config, "PLAN_OVERRIDE", {"lstm.rec": "own", "lstm.big": "blas"})
     return request.param
