@@ -45,7 +45,8 @@ def test_host_key_names_the_host_class():
 def test_plan_file_is_keyed_by_every_field():
     key = plan.host_key()
     paths = {plan.plan_path(key)}
-    for field, other in [("cpu", "another cpu"), ("isa", "neon"), ("numba_cpu", "x"), ("blas", "mkl"), ("threads", 99), ("numlstm", "9")]:
+    others = [("cpu", "another cpu"), ("isa", "neon"), ("numba_cpu", "x"), ("blas", "mkl"), ("threads", 99), ("numlstm", "9")]
+    for field, other in others:
         paths.add(plan.plan_path({**key, field: other}))
     assert len(paths) == 7
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from naive import lstm_backward_naive, lstm_forward_naive
 
 import numlstm
-from naive import lstm_backward_naive, lstm_forward_naive
 from numlstm import config
 from numlstm.kernels.cpu.small import dot_nt
 

@@ -152,7 +152,7 @@ def _read(path: Path, key: dict | None) -> dict[str, str]:
     a part, corrupt, of another format or, with ``key``, of another host."""
     try:
         raw = path.read_bytes()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return {}
     except OSError as err:
         warnings.warn(f"numlstm plan {path}: cannot read it ({err}); ignored", RuntimeWarning, stacklevel=3)
