@@ -8,6 +8,7 @@
 """
 
 from numlstm import backend, callbacks, interop, losses, optim, plots
+from numlstm._tune import tune
 from numlstm._warmup import warmup
 from numlstm.backend import cuda_available, device_of, to_device, to_numpy
 from numlstm.checkpoint import Checkpoint, load, save
@@ -68,6 +69,7 @@ __all__ = [
     "gradcheck",
     "interop",
     "warmup",
+    "tune",
     "__version__",
     "Checkpoint",
     "Dense",

@@ -135,6 +135,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("args", nargs=argparse.REMAINDER, help="passed to the script (e.g. --sizes ... --no-torch)")
     p.set_defaults(func=cmd_bench)
 
+    p = sub.add_parser(
+        "tune",
+        help="time the CPU schedules for this host and keep the fastest in its plan file",
+        description="Time the CPU drivers' candidate schedules (BLAS, small-matrix tiles, numlstm's own kernels, "
+        "row blocks) for LSTM shapes and keep the winners in this host's plan file (numlstm.tune).",
+    )
+    p.add_argument("--lstm", action="append", default=None, metavar="B,T,I,H", help="an LSTM shape (repeatable; default: a grid)")
+    p.add_argument("--remeasure", action="store_true", help="time again the shapes the plan already has")
+    p.set_defaults(func=cmd_tune)
+
     p = sub.add_parser("info", help="versions, threads, CUDA")
     p.set_defaults(func=cmd_info)
     return parser
@@ -595,6 +605,32 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def cmd_tune(args) -> int:
+    import numlstm
+    from numlstm.kernels import plan
+
+    shapes = None
+    if args.lstm:
+        shapes = []
+        for text in args.lstm:
+            try:
+                shape = tuple(int(v) for v in text.split(","))
+            except ValueError:
+                raise CLIError(f"--lstm: expected B,T,I,H (four positive ints), got {text!r}") from None
+            if len(shape) != 4 or min(shape) < 1:
+                raise CLIError(f"--lstm: expected B,T,I,H (four positive ints), got {text!r}")
+            shapes.append(shape)
+    try:
+        chosen = numlstm.tune(shapes, remeasure=args.remeasure)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    print(f"host: {plan.host_line()}")
+    print(f"plan file: {plan.plan_path()}")
+    for entry, choice in sorted(chosen.items()):
+        print(f"  {entry}: {choice}")
+    return 0
+
+
 def cmd_info(args) -> int:
     import numba
 
@@ -619,6 +655,9 @@ def cmd_info(args) -> int:
     except Exception as exc:  # threadpoolctl reads native libraries: report, never fail
         lines.append(("blas", f"unknown ({exc})"))
     lines.append(("numba cache", numba.config.CACHE_DIR or "next to the sources (__pycache__)"))
+    from numlstm.kernels import plan
+
+    lines.append(("plan", f"{config.PLAN!r}, file {plan.plan_path()}"))
     lines.append(("parallel thresholds", f"rows >= {config.PARALLEL_MIN_ROWS}, batch <= {config.PARALLEL_MAX_BATCH or 'any'}"))
     cuda = "available" if cuda_available() else "not available (no driver or numba-cuda not installed)"
     lines.append(("cuda", cuda))

@@ -92,6 +92,65 @@ def torch_step_fns(module, xt, dyt):
     return step, fwd
 
 
+#: Numba target CPUs of the AVX2 class (no AVX-512): ``NUMBA_CPU_NAME=haswell`` emulates it
+AVX2_CPUS = {"haswell", "broadwell", "skylake", "znver1", "znver2", "znver3", "alderlake", "raptorlake", "meteorlake"}
+
+
+def host_class() -> str:
+    """``"AVX-512"`` or ``"AVX2"``: the class numlstm's code runs in (the
+    Numba target and the ISA), ``"AVX2 (emulated on AVX-512)"`` under
+    ``NUMBA_CPU_NAME=haswell OPENBLAS_CORETYPE=Haswell`` on an AVX-512 host."""
+    from numlstm.kernels.plan import host_key
+
+    key = host_key()
+    has512 = "avx512f" in key["isa"].split()
+    if has512 and key["numba_cpu"] not in AVX2_CPUS:
+        return "AVX-512"
+    return "AVX2 (emulated on AVX-512)" if has512 else "AVX2"
+
+
+def class_tag() -> str:
+    """A short tag of the host class for section names: ``avx512`` or ``avx2``."""
+    return "avx512" if host_class() == "AVX-512" else "avx2"
+
+
+def apply_threads(n: int, torch=None) -> None:
+    """n threads for numlstm (Numba's pool and row blocks), BLAS and torch."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    numba.set_num_threads(n)
+    threadpool_limits(n)
+    if torch is not None:
+        torch.set_num_threads(n)
+
+
+def host_line(torch=None) -> str:
+    """The host line above every table: CPU model, ISA class, Numba target,
+    BLAS core, threads, and torch's CPU capability when it is loaded."""
+    from numlstm.kernels.plan import host_line as plan_line
+
+    line = f"{host_class()} class: {plan_line()}"
+    if torch is not None:
+        cap = torch.backends.cpu.get_cpu_capability()
+        line += f"; torch {torch.__version__} capability {cap}, {torch.get_num_threads()} threads"
+    return line
+
+
+def sgemm_peak(reps: int = 5, n: int = 2048) -> float:
+    """GFLOP/s of a large float32 product through the BLAS numlstm uses, with
+    its current threads (the host's measured sgemm peak, best of ``reps``)."""
+    from numlstm.kernels.cpu.linalg import matmul_into
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype(np.float32)
+    b = rng.standard_normal((n, n)).astype(np.float32)
+    out = np.empty((n, n), np.float32)
+    matmul_into(a, b, out)
+    best = min(time_once(lambda: matmul_into(a, b, out)) for _ in range(reps))
+    return 2.0 * n**3 / best / 1e9
+
+
 def machine_line() -> str:
     import numba
 

@@ -23,7 +23,18 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import interleaved, load_torch, machine_line, parse_sizes, timing_cells, torch_step_fns, write_section  # noqa: E402
+from _report import (  # noqa: E402
+    apply_threads,
+    class_tag,
+    host_line,
+    interleaved,
+    load_torch,
+    machine_line,
+    parse_sizes,
+    timing_cells,
+    torch_step_fns,
+    write_section,
+)
 
 import numlstm  # noqa: E402
 
@@ -115,9 +126,13 @@ def main(argv=None) -> None:
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--reps", type=int, default=None, help="round-robin rounds per size (default: by size)")
     ap.add_argument("--sizes", default=None, help="e.g. '4,10,1,16,64,64,5;8,10,1,64,16,16,3'")
+    ap.add_argument("--threads", type=int, default=2, help="threads for numlstm, BLAS and torch (default 2)")
     args = ap.parse_args(argv)
     sizes = parse_sizes(args.sizes, SIZES)
     torch = load_torch(args.no_torch)
+    apply_threads(args.threads, torch)
+    host = host_line(torch)
+    print(host)
     rows = []
     head = (
         "| (B, T, C_in, C, H, W, k) | step numlstm ms | step torch ms | step ratio "
@@ -138,9 +153,11 @@ def main(argv=None) -> None:
     if args.write:
         text = "\n".join(
             [
-                "## ConvLSTM on the CPU (`perf/convlstm_cpu.py`)",
+                f"### ConvLSTM, {args.threads} thread(s) (`perf/convlstm_cpu.py --threads {args.threads}`)",
                 "",
-                f"Machine: {machine_line()}. Float32, 2 threads, one layer, 'same' padding; training step = "
+                f"Host: {host}.",
+                "",
+                f"Machine: {machine_line()}. Float32, one layer, 'same' padding; training step = "
                 "zero_grad + forward + backward (input gradient included on both sides); PyTorch side: one "
                 "`nn.Conv2d(C_in + C, 4C, k, padding=k//2)` over `cat([x_t, h])` per step, looped in Python. "
                 "Medians over round-robin blocks after warm-up (each block: a 0.15 s pause, one untimed call, "
@@ -151,7 +168,7 @@ def main(argv=None) -> None:
                 *rows,
             ]
         )
-        write_section("convlstm_cpu", text)
+        write_section(f"convlstm_cpu_{class_tag()}_t{args.threads}", text)
         print(f"wrote {Path(__file__).resolve().parent.parent / 'docs' / 'performance.md'}")
 
 

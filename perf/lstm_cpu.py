@@ -21,7 +21,19 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from _report import interleaved, load_torch, machine_line, ms_cell, parse_sizes, timing_cells, write_section  # noqa: E402
+from _report import (  # noqa: E402
+    apply_threads,
+    class_tag,
+    host_line,
+    interleaved,
+    load_torch,
+    machine_line,
+    ms_cell,
+    parse_sizes,
+    sgemm_peak,
+    timing_cells,
+    write_section,
+)
 
 import numlstm  # noqa: E402
 
@@ -110,9 +122,15 @@ def main(argv=None) -> None:
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--reps", type=int, default=None, help="timed repetitions per size (default: by size)")
     ap.add_argument("--sizes", default=None, help="e.g. '1,50,32,32,1;16,50,32,64,1'")
+    ap.add_argument("--threads", type=int, default=2, help="threads for numlstm, BLAS and torch (default 2)")
     args = ap.parse_args(argv)
     sizes = parse_sizes(args.sizes, SIZES)
     torch = load_torch(args.no_torch)
+    apply_threads(args.threads, torch)
+    host = host_line(torch)
+    print(host)
+    peak = sgemm_peak()
+    print(f"sgemm peak (2048^3, {args.threads} threads): {peak:.0f} GFLOP/s")
     try:
         import naive
     except ImportError:
@@ -121,9 +139,9 @@ def main(argv=None) -> None:
     rows = []
     head = (
         "| (B, T, I, H, L) | step numlstm ms | step torch ms | step ratio | step numpy ms "
-        "| fwd numlstm ms | fwd torch ms | fwd ratio | numlstm step GFLOP/s |"
+        "| fwd numlstm ms | fwd torch ms | fwd ratio | numlstm step GFLOP/s | % of sgemm peak |"
     )
-    sep = "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    sep = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     print(head)
     print(sep)
     for size in sizes:
@@ -134,16 +152,18 @@ def main(argv=None) -> None:
 
         row = (
             f"| {size} | {timing_cells(step, digits)} | {ms_cell(step, 'numpy twin', digits)} "
-            f"| {timing_cells(fwd, digits)} | {fl / step['numlstm'] / 1e9:.1f} |"
+            f"| {timing_cells(fwd, digits)} | {fl / step['numlstm'] / 1e9:.1f} | {100 * fl / step['numlstm'] / 1e9 / peak:.0f} |"
         )
         rows.append(row)
         print(row, flush=True)
     if args.write:
         text = "\n".join(
             [
-                "## LSTM on the CPU (`perf/lstm_cpu.py`)",
+                f"### LSTM, {args.threads} thread(s) (`perf/lstm_cpu.py --threads {args.threads}`)",
                 "",
-                f"Machine: {machine_line()}. Float32, 2 threads; training step = zero_grad + forward + backward "
+                f"Host: {host}. sgemm peak {peak:.0f} GFLOP/s (2048^3, measured in the same run).",
+                "",
+                f"Machine: {machine_line()}. Float32; training step = zero_grad + forward + backward "
                 "(input gradient included on both sides); medians over round-robin blocks after warm-up "
                 "(each block: a 0.15 s pause so the other library's spinning threads sleep, one untimed call, "
                 "3 timed calls). "
@@ -154,7 +174,7 @@ def main(argv=None) -> None:
                 *rows,
             ]
         )
-        write_section("lstm_cpu", text)
+        write_section(f"lstm_cpu_{class_tag()}_t{args.threads}", text)
         print(f"wrote {Path(__file__).resolve().parent.parent / 'docs' / 'performance.md'}")
 
 

@@ -205,3 +205,43 @@ def test_training_under_a_pinned_plan_file_matches_the_default(monkeypatch, tmp_
         got = _run(layer, x, dy)
     for a, b in zip(base, got, strict=True):
         assert np.array_equal(a, b)
+
+
+def test_tune_plans_the_given_shapes(measure_mode):
+    chosen = numlstm.tune([(2, 3, 2, 4), (5, 3, 4, 4)])
+    assert {"lstm.rec float32 B=2 H=4", "lstm.rec float32 B=5 H=4"} <= set(chosen)
+    assert json.loads(plan.plan_path().read_text())["entries"] == chosen
+    first = dict(chosen)
+    with plan.remeasure():
+        pass
+    assert numlstm.tune([(2, 3, 2, 4)], remeasure=True).keys() <= first.keys()
+
+
+def test_tune_validates():
+    with pytest.raises(ValueError, match="config.PLAN"):
+        numlstm.tune([(2, 3, 2, 4)])  # the tests' default plan is never timed
+    config.PLAN = "measure"
+    try:
+        with pytest.raises(ValueError, match=r"lstm\[0\]"):
+            numlstm.tune([(2, 3, 2)])
+        with pytest.raises(ValueError, match=r"lstm\[0\]\[3\]"):
+            numlstm.tune([(2, 3, 2, 0)])
+        with pytest.raises(TypeError, match="lstm"):
+            numlstm.tune(5)
+    finally:
+        config.PLAN = "default"
+
+
+def test_cli_tune(measure_mode, capsys):
+    from numlstm.cli import main
+
+    assert main(["tune", "--lstm", "3,4,2,5"]) == 0
+    out = capsys.readouterr().out
+    assert "lstm.rec float32 B=3 H=5" in out and str(plan.plan_path()) in out
+    assert main(["tune", "--lstm", "3,4,x"]) == 2
+    assert "B,T,I,H" in capsys.readouterr().err
+
+
+def test_warmup_plans_what_it_compiles(measure_mode):
+    numlstm.warmup((np.float32,), parts=("lstm",))
+    assert any(k.startswith("lstm.rec float32") for k in plan.entries())

@@ -54,6 +54,7 @@ _memory: dict[str, str] = {}
 _file_entries: dict[str, str] | None = None
 _file_path: Path | None = None
 _host: dict | None = None
+_remeasure = False
 
 
 def _cpu_model() -> str:
@@ -246,7 +247,7 @@ def choose(op: str, key: str, candidates: list[str], default: str, measure: Call
         if mode == "default":
             return default
         found = _memory.get(entry) if mode == "measure" else None
-        if found is None:
+        if found is None and not (_remeasure and mode == "measure"):
             found = _entries().get(entry)
         if found in candidates:
             _memory[entry] = found
@@ -274,6 +275,23 @@ def _measure(candidates: list[str], default: str, measure: Callable[[str], float
             t = measure(c)
             best[c] = min(t, best.get(c, float("inf")))
     return min(best, key=best.get)
+
+
+class remeasure:
+    """Inside ``with remeasure():`` every shape class met is timed again
+    (in ``"measure"`` mode) and the file's entry replaced: what ``numlstm.tune(remeasure=True)`` does."""
+
+    def __enter__(self):
+        global _remeasure
+        with _lock:
+            _memory.clear()
+            _remeasure = True
+        return self
+
+    def __exit__(self, *exc):
+        global _remeasure
+        _remeasure = False
+        return False
 
 
 def forget() -> None:
