@@ -32,6 +32,7 @@ __all__ = [
     "check_device",
     "cuda_available",
     "check_device_array",
+    "check_input",
     "cuda_kernels",
     "device_input",
     "device_of",
@@ -193,6 +194,31 @@ def device_input(x, name: str, shape, dtype: np.dtype, names=None):
     return to_device(check_array(x, name, shape, dtype, names), "cuda")
 
 
+def check_input(x, name: str, shape, dtype: np.dtype, names=None, device: str = "cpu", copy: bool = False):
+    """A layer's input validated for ``device``, with the messages of ``check_array``.
+
+    ``"cpu"``: ``check_array`` (a C-contiguous numpy array); ``"cuda"``:
+    ``device_input`` (a host array checked and copied to the device once, a
+    device array checked). With ``copy`` the result is never the caller's
+    buffer (a device input, or a host array returned as is, is copied), so
+    that a forward cache does not alias an array the caller may overwrite.
+    """
+    if device == "cpu":
+        from numlstm._validation import check_array
+
+        out = check_array(x, name, shape, dtype, names)
+        if copy and np.may_share_memory(out, x):
+            out = out.copy()
+        return out
+    was_device = is_device_array(x)
+    out = device_input(x, name, shape, dtype, names)
+    if copy and was_device:
+        fresh = empty(out.shape, out.dtype, "cuda")
+        fresh.copy_to_device(out)
+        return fresh
+    return out
+
+
 def cuda_kernels() -> ModuleType:
     """The ``numlstm.kernels.cuda`` package (imported on first use, after
     checking that CUDA is available); its submodules are attributes, e.g.
@@ -231,4 +257,3 @@ def driver(op: str, device: str = "cpu") -> ModuleType:
     if check_device(device) == "cuda":
         require_cuda(f"numlstm.kernels.cuda.{op}")
     return importlib.import_module(f"numlstm.kernels.{device}.{op}")
-

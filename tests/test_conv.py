@@ -76,13 +76,13 @@ def test_conv_float32(rng):
 
 
 def test_conv_kernel_skips_dx(rng):
-    from numlstm.kernels.cpu.conv import conv2d_backward
+    from numlstm.kernels.cpu.conv import conv2d_backward_kernel
 
     x = rng.standard_normal((2, 2, 5, 5))
     w = rng.standard_normal((3, 2, 3, 3))
     dy = rng.standard_normal((2, 3, 3, 3))
     dw, db = np.zeros_like(w), np.zeros(3)
-    conv2d_backward(x, w, dy, (1, 1), (0, 0, 0, 0), (1, 1), np.empty((2, 0, 0, 0)), dw, db, False)
+    conv2d_backward_kernel(x, w, dy, (1, 1), (0, 0, 0, 0), (1, 1), np.empty((2, 0, 0, 0)), dw, db, False)
     _, rdw, rdb = conv2d_backward_naive(x, w, dy)
     assert_close(dw, rdw, 1e-12, "dw")
     assert_close(db, rdb, 1e-12, "db")

@@ -330,7 +330,7 @@ def test_zero_initial_state_skips_exactly(rng, kw, monkeypatch):
     """From state=None the first step's recurrent convolution and its dW_h
     term are skipped (their input is 0): outputs, states and every gradient
     equal those from an explicit zero state, which runs them."""
-    import numlstm.layers.convlstm as mod
+    import numlstm.kernels.cpu.convlstm as mod
 
     calls = []
     real = mod.conv2d_forward

@@ -20,8 +20,8 @@ def has(dispatcher, dtype):
 
 kernels = [lstm.lstm_forward_rows, lstm.lstm_backward_rows, optim.adam_update, conv.conv2d_forward_work,
            conv.conv2d_backward_work,
-           conv.maxpool2d_forward, conv.avgpool2d_backward, attention.attention_lstm_forward,
-           attention.attention_lstm_backward]
+           conv.maxpool2d_forward, conv.avgpool2d_backward, attention.attention_lstm_forward_loop,
+           attention.attention_lstm_backward_loop]
 dtype = np.{dtype}
 assert not any(has(k, dtype) for k in kernels)  # a fresh process: nothing loaded yet
 numlstm.warmup(dtypes=(dtype,))

@@ -113,8 +113,8 @@ def test_time_loop_kernels_match_the_cpu_kernels():
     outs += [np.empty(s) for s in [(T, B, L), (T, B, L, A), (T, B), (T, B, D), (T, B, H), (B, H), (B, H)]]
     g_outs = [cuda.to_device(o) for o in outs]
     d = cuda.to_device
-    cpu.attention_lstm_forward(a, p, xproj, w_rec_t, w_iz_t, v, 0.3, True, False, h0, c0, *outs)
-    gpu.attention_lstm_forward(d(a), d(p), d(xproj), d(w_rec_t), d(w_iz_t), d(v), 0.3, True, False, d(h0), d(c0), *g_outs)
+    cpu.attention_lstm_forward_loop(a, p, xproj, w_rec_t, w_iz_t, v, 0.3, True, False, h0, c0, *outs)
+    gpu.attention_lstm_forward_loop(d(a), d(p), d(xproj), d(w_rec_t), d(w_iz_t), d(v), 0.3, True, False, d(h0), d(c0), *g_outs)
     for g, c in zip(g_outs, outs, strict=True):
         assert rel(to_numpy(g), c) < TOL
     inp, hprev, cprev, gates, tanh_c, alpha, s, beta, z, y, hn, cn = outs
@@ -124,8 +124,8 @@ def test_time_loop_kernels_match_the_cpu_kernels():
     grads += [np.zeros(A), np.empty((B, H)), np.empty((B, H))]
     g_grads = [d(g) for g in grads]
     saved = (gates, cprev, tanh_c, alpha, s, beta, z)
-    cpu.attention_lstm_backward(a, w_hh, w_q, w_iz, v, True, *saved, dy, dattn, True, dhn, dcn, *grads)
-    gpu.attention_lstm_backward(
+    cpu.attention_lstm_backward_loop(a, w_hh, w_q, w_iz, v, True, *saved, dy, dattn, True, dhn, dcn, *grads)
+    gpu.attention_lstm_backward_loop(
         d(a), d(w_hh), d(w_q), d(w_iz), d(v), True, *(d(x) for x in saved), d(dy), d(dattn), True, d(dhn), d(dcn), *g_grads
     )
     for g, c in zip(g_grads, grads, strict=True):

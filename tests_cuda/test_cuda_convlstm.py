@@ -73,9 +73,9 @@ def test_convlstm_float32():
 @pytest.mark.parametrize("peephole", [False, True])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_gate_kernels_match_the_cpu_kernels(peephole, dtype):
-    """The fused gate kernels alone, against their CPU twins (numlstm.layers.convlstm)."""
+    """The fused gate kernels alone, against their CPU twins (numlstm.kernels.cpu.convlstm)."""
+    from numlstm.kernels.cpu.convlstm import convlstm_gates_backward, convlstm_gates_forward
     from numlstm.kernels.cuda import convlstm as gk
-    from numlstm.layers.convlstm import convlstm_gates_backward, convlstm_gates_forward
 
     rng = np.random.default_rng(7)
     B, C, P = 2, 2, 5

@@ -1,7 +1,11 @@
 """Attention layers: the soft-attention LSTM of "Show, Attend and Tell" and
 additive attention pooling over time, plus the doubly stochastic penalty.
 
-The math, its derivation and the schedule: docs/attention.md.
+The layers validate and allocate; the work is done by the attention driver of
+their device (``numlstm.backend.driver("attention", device)``:
+``numlstm.kernels.cpu.attention`` or ``numlstm.kernels.cuda.attention``, the
+same entry points with the same arguments). The math, its derivation and the
+schedule: docs/attention.md.
 """
 
 from __future__ import annotations
@@ -11,10 +15,8 @@ import numbers
 import numpy as np
 
 from numlstm import backend
-from numlstm._validation import as_array, check_array, check_bool, check_dtype, check_float, check_int, check_lengths
-from numlstm.kernels.cpu.attention import attention_lstm_backward, attention_lstm_forward
+from numlstm._validation import as_array, check_bool, check_dtype, check_float, check_int, check_lengths
 from numlstm.layers.base import Layer
-from numlstm.layers.conv import device_input
 
 
 def _no_cache_error() -> RuntimeError:
@@ -44,22 +46,14 @@ def attention_penalty(alpha, lam: float = 1.0) -> tuple[float, np.ndarray]:
         pass it to ``AttentionLSTM.backward(dy, dattention=dalpha)``. A
         device ``alpha`` gives a device ``dalpha`` (and a float value).
     """
-    if backend.is_device_array(alpha):
-        if alpha.ndim != 3:
-            raise ValueError(f"alpha: expected a 3-d array (batch, time, locations) of shape (?, ?, ?), got shape {alpha.shape}")
-        if np.dtype(alpha.dtype).kind != "f":
-            raise TypeError(f"alpha: expected a float array, got dtype {alpha.dtype}")
-        return backend.cuda_kernels().attention.attention_penalty(alpha, check_float(lam, "lam", 0.0))
-    alpha = as_array(alpha, "alpha")
+    device = backend.device_of(alpha)
+    if device == "cpu":
+        alpha = as_array(alpha, "alpha")
     if alpha.ndim != 3:
         raise ValueError(f"alpha: expected a 3-d array (batch, time, locations) of shape (?, ?, ?), got shape {alpha.shape}")
-    if alpha.dtype.kind != "f":
+    if np.dtype(alpha.dtype).kind != "f":
         raise TypeError(f"alpha: expected a float array, got dtype {alpha.dtype}")
-    lam = check_float(lam, "lam", 0.0)
-    r = 1.0 - alpha.sum(axis=1, dtype=np.float64)  # (B, L)
-    value = lam * float(np.sum(r * r))
-    dalpha = np.broadcast_to((-2.0 * lam * r)[:, None, :], alpha.shape).astype(alpha.dtype)
-    return value, dalpha
+    return backend.driver("attention", device).attention_penalty(alpha, check_float(lam, "lam", 0.0))
 
 
 class AttentionLSTM(Layer):
@@ -206,20 +200,26 @@ class AttentionLSTM(Layer):
         if not isinstance(state, (tuple, list)) or len(state) != 2:
             raise TypeError(f"{name}: expected a tuple (h, c) of two arrays of shape {shape}, got {type(state).__name__}")
         names = ("num_layers", "batch", "hidden_size")
-        check = check_array if self.device == "cpu" else device_input
-        h = check(state[0], f"{name}[0] (h)", shape, self.dtype, names)
-        c = check(state[1], f"{name}[1] (c)", shape, self.dtype, names)
+        h = backend.check_input(state[0], f"{name}[0] (h)", shape, self.dtype, names, self.device)
+        c = backend.check_input(state[1], f"{name}[1] (c)", shape, self.dtype, names, self.device)
         return h, c
 
-    def _check_inputs(self, a, x, steps):
-        """(annotations (B, L, D) or (B, T, L, D), x (B, T, I) or None, T)."""
+    def _check_inputs(self, a, x, steps, copy=False):
+        """(annotations (B, L, D) or (B, T, L, D), x (B, T, I) or None, T).
+
+        ``copy``: a single map (B, L, D) is returned as a private copy, never
+        the caller's buffer (the backward pass reads it)."""
         D, I = self.feature_size, self.input_size
-        check = check_array if self.device == "cpu" else device_input
+        dev = self.device
+
+        def check(v, name, shape, names, private=False):
+            return backend.check_input(v, name, shape, self.dtype, names, dev, private)
+
         arr = a if backend.is_device_array(a) else as_array(a, "a")
         if arr.ndim == 3:
-            a = check(arr, "a", (None, None, D), self.dtype, ("batch", "locations", "feature_size"))
+            a = check(a, "a", (None, None, D), ("batch", "locations", "feature_size"), copy)
         elif arr.ndim == 4:
-            a = check(arr, "a", (None, None, None, D), self.dtype, ("batch", "time", "locations", "feature_size"))
+            a = check(arr, "a", (None, None, None, D), ("batch", "time", "locations", "feature_size"))
         else:
             raise ValueError(
                 f"a: expected a 3-d array (batch, locations, feature_size) of shape (?, ?, {D}) or a 4-d array "
@@ -253,7 +253,7 @@ class AttentionLSTM(Layer):
             if x is None:
                 raise ValueError(f"x: expected an array (batch, time, input_size) of shape ({B}, {T}, {I}), got None")
             want = (B, None if T is None else T, I)
-            x = check(x, "x", want, self.dtype, ("batch", "time", "input_size"))
+            x = check(x, "x", want, ("batch", "time", "input_size"))
             T = x.shape[1]
         return a, x, T
 
@@ -278,70 +278,22 @@ class AttentionLSTM(Layer):
         -------
         y : ndarray (B, T, H) with ``return_sequences``, else (B, H).
         """
-        if self.device != "cpu":
-            return self._forward_cuda(a, x, steps, state)
-        a_in = a
-        a, x, T = self._check_inputs(a, x, steps)
-        if a.ndim == 3 and np.may_share_memory(a, a_in):
-            # backward reads the annotations: keep a private copy, not the caller's array
-            a = a.copy()
-        B = a.shape[0]
-        L = a.shape[-2]
-        D, H, A, I = self.feature_size, self.hidden_size, self.attention_size, self.input_size
-        dt = self.dtype
+        dev = self.device
+        drv = backend.driver("attention", dev)
+        a, x, T = self._check_inputs(a, x, steps, copy=self.training)
+        B, H = a.shape[0], self.hidden_size
         if state is None:
-            h0 = np.zeros((B, H), dt)
-            c0 = np.zeros((B, H), dt)
+            h0 = backend.zeros((B, H), self.dtype, dev)
+            c0 = backend.zeros((B, H), self.dtype, dev)
         else:
             h0, c0 = (s[0] for s in self._check_state(state, B))
-        P = self.params
-        # annotations time-major: (Ta, B, L, D), Ta = 1 for a single map
-        a_tm = a[None] if a.ndim == 3 else np.ascontiguousarray(a.transpose(1, 0, 2, 3))
-        Ta = a_tm.shape[0]
-        # W_a a_i + b for every annotation (and step): ONE product
-        p = (a_tm.reshape(-1, D) @ np.ascontiguousarray(P["attn_weight_a"].T)).reshape(Ta, B, L, A)
-        p += P["attn_bias"]
-        inp = np.empty((T, B, I + D), dt)
-        xproj = np.empty((T, B, 4 * H), dt)
-        xproj[...] = P["bias_ih"] + P["bias_hh"]
-        if I > 0:
-            x_tm = x.transpose(1, 0, 2)
-            inp[:, :, :I] = x_tm
-            # the x part of every step's gates: ONE product
-            xproj += (inp[:, :, :I].reshape(T * B, I) @ np.ascontiguousarray(P["weight_ih"][:, :I].T)).reshape(T, B, 4 * H)
-        w_rec_t = np.zeros((H, 4 * H + A + 1), dt)
-        w_rec_t[:, : 4 * H] = P["weight_hh"].T
-        w_rec_t[:, 4 * H : 4 * H + A] = P["attn_weight_h"].T
-        if self.gate:
-            w_rec_t[:, 4 * H + A] = P["gate_weight"]
-            b_gate = P["gate_bias"][0]
-        else:
-            b_gate = dt.type(0)
-        w_iz_t = np.ascontiguousarray(P["weight_ih"][:, I:].T)
-        hprev, cprev, tanh_c, y = (np.empty((T, B, H), dt) for _ in range(4))
-        gates = np.empty((T, B, 4 * H), dt)
-        alpha = np.empty((T, B, L), dt)
-        s = np.empty((T, B, L, A), dt)
-        beta = np.empty((T, B), dt)
-        z = np.empty((T, B, D), dt)
-        hn = np.empty((B, H), dt)
-        cn = np.empty((B, H), dt)
-        attention_lstm_forward(
-            a_tm, p, xproj, w_rec_t, w_iz_t, P["attn_v"], b_gate, self.gate, self._approx, h0, c0,
-            inp, hprev, cprev, gates, tanh_c, alpha, s, beta, z, y, hn, cn,
-        )  # fmt: skip
-        self.state = (hn[None], cn[None])
-        self.attention = np.ascontiguousarray(alpha.transpose(1, 0, 2))
-        if self.training:
-            self._cache = {
-                "a": a_tm, "inp": inp, "hprev": hprev, "cprev": cprev, "gates": gates, "tanh_c": tanh_c,
-                "alpha": alpha, "s": s, "beta": beta, "z": z, "B": B, "T": T, "L": L, "has_x": I > 0, "single": a.ndim == 3,
-            }  # fmt: skip
-        else:
-            self._cache = None
-        if self.return_sequences:
-            return np.ascontiguousarray(y.transpose(1, 0, 2))
-        return hn.copy()
+        y, hn, cn, alpha, saved = drv.attention_lstm_forward(
+            a, x, T, self.params, self.gate, self._approx, h0, c0, self.return_sequences, self.training
+        )
+        self.state = (hn.reshape(1, B, H), cn.reshape(1, B, H))
+        self.attention = alpha
+        self._cache = saved
+        return y
 
     # -- backward ------------------------------------------------------------------
     def backward(self, dy, dstate=None, dattention=None) -> np.ndarray:
@@ -364,222 +316,26 @@ class AttentionLSTM(Layer):
             w.r.t. x (B, T, input_size) when x was given (else None), and
             ``self.dstate`` the gradient w.r.t. the initial state.
         """
-        if self.device != "cpu":
-            return self._backward_cuda(dy, dstate, dattention)
         if self._cache is None:
             raise _no_cache_error()
+        dev = self.device
         cache = self._cache
         B, T, L = cache["B"], cache["T"], cache["L"]
-        D, H, A, I = self.feature_size, self.hidden_size, self.attention_size, self.input_size
-        dt = self.dtype
-        dy = check_array(dy, "dy", self.output_shape(B, T), dt)
-        if dstate is None:
-            dhn = np.zeros((B, H), dt)
-            dcn = np.zeros((B, H), dt)
-        else:
-            dhn, dcn = (s[0].copy() for s in self._check_state(dstate, B, "dstate"))
-        if dattention is not None:
-            dattention = check_array(dattention, "dattention", (B, T, L), dt, ("batch", "time", "locations"))
-            dattn = np.ascontiguousarray(dattention.transpose(1, 0, 2))
-        else:
-            dattn = np.zeros((1, 1, 1), dt)
-        if self.return_sequences:
-            dy_tm = np.ascontiguousarray(dy.transpose(1, 0, 2))
-        else:
-            dy_tm = np.zeros((T, B, H), dt)
-            dhn += dy
-        P, G = self.params, self.grads
-        a_tm = cache["a"]
-        Ta = a_tm.shape[0]
-        w_q = np.zeros((A + 1, H), dt)
-        w_q[:A] = P["attn_weight_h"]
-        if self.gate:
-            w_q[A] = P["gate_weight"]
-        dgates = np.empty((T, B, 4 * H), dt)
-        dq = np.empty((T, B, A + 1), dt)
-        dp = np.zeros((Ta, B, L, A), dt)
-        da_ctx = np.zeros((Ta, B, L, D), dt)
-        dv = np.zeros(A, dt)
-        dh0 = np.empty((B, H), dt)
-        dc0 = np.empty((B, H), dt)
-        self._cache = None
-        attention_lstm_backward(
-            a_tm, P["weight_hh"], w_q, np.ascontiguousarray(P["weight_ih"][:, I:]), P["attn_v"], self.gate,
-            cache["gates"], cache["cprev"], cache["tanh_c"], cache["alpha"], cache["s"], cache["beta"], cache["z"],
-            dy_tm, dattn, dattention is not None, dhn, dcn, dgates, dq, dp, da_ctx, dv, dh0, dc0,
-        )  # fmt: skip
-        # weight gradients: one product each over all steps
-        dg2 = dgates.reshape(T * B, 4 * H)
-        dq2 = dq.reshape(T * B, A + 1)
-        hp2 = cache["hprev"].reshape(T * B, H)
-        G["weight_ih"] += dg2.T @ cache["inp"].reshape(T * B, I + D)
-        G["weight_hh"] += dg2.T @ hp2
-        db = dg2.sum(axis=0)
-        G["bias_ih"] += db
-        G["bias_hh"] += db
-        dwq = dq2.T @ hp2  # (A + 1, H)
-        G["attn_weight_h"] += dwq[:A]
-        if self.gate:
-            G["gate_weight"] += dwq[A]
-            G["gate_bias"] += dq2[:, A].sum()
-        G["attn_v"] += dv
-        dp2 = dp.reshape(-1, A)
-        a2 = a_tm.reshape(-1, D)
-        G["attn_weight_a"] += dp2.T @ a2
-        G["attn_bias"] += dp2.sum(axis=0)
-        da = (da_ctx.reshape(-1, D) + dp2 @ P["attn_weight_a"]).reshape(Ta, B, L, D)
-        if cache["has_x"]:
-            dx = (dg2 @ P["weight_ih"][:, :I]).reshape(T, B, I)
-            self.dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
-        else:
-            self.dx = None
-        self.dstate = (dh0[None], dc0[None])
-        if cache["single"]:
-            return da[0]
-        return np.ascontiguousarray(da.transpose(1, 0, 2, 3))
-
-    # -- the GPU path (numlstm.kernels.cuda.attention) -----------------------------------------------
-    def _forward_cuda(self, a, x, steps, state):
-        """``forward`` on the GPU: the products before the loop, then the whole
-        time loop in ONE launch (a block per batch row)."""
-        kc = backend.cuda_kernels()
-        ka, kg = kc.attention, kc.convlstm
-        a_in = a
-        a, x, T = self._check_inputs(a, x, steps)
-        if a.ndim == 3 and a is a_in and self.training:
-            a = device_input(a, "a", a.shape, self.dtype, copy=True)  # backward reads it: not the caller's buffer
-        B = a.shape[0]
-        L = a.shape[a.ndim - 2]
-        D, H, A, I = self.feature_size, self.hidden_size, self.attention_size, self.input_size
-        dt = self.dtype
-        dev = "cuda"
-        if state is None:
-            h0 = backend.zeros((B, H), dt, dev)
-            c0 = backend.zeros((B, H), dt, dev)
-        else:
-            h0, c0 = (s[0] for s in self._check_state(state, B))
-        P = self.params
-        a_tm = a.reshape((1,) + tuple(a.shape)) if a.ndim == 3 else kg.swap01(a)  # (Ta, B, L, D)
-        Ta = a_tm.shape[0]
-        p = backend.empty((Ta, B, L, A), dt, dev)
-        ka.matmul(a_tm.reshape(Ta * B * L, D), P["attn_weight_a"], p.reshape(Ta * B * L, A), trans_b=True, bias=P["attn_bias"])
-        inp = backend.empty((T, B, I + D), dt, dev)
-        xproj = backend.empty((T, B, 4 * H), dt, dev)
-        bsum = backend.empty(4 * H, dt, dev)
-        ka.add(P["bias_ih"], P["bias_hh"], bsum)
-        x2 = xproj.reshape(T * B, 4 * H)
-        if I > 0:
-            x_tm = kg.swap01(x)  # (T, B, I)
-            kg.copy_channels(x_tm.reshape(T * B, I, 1, 1), 0, inp.reshape(T * B, I + D, 1, 1), 0, I)
-            ka.matmul(x_tm.reshape(T * B, I), P["weight_ih"][:, :I], x2, trans_b=True, bias=bsum)
-        else:
-            ka.fill_rows(bsum, x2)
-        w_rec_t = backend.empty((H, 4 * H + A + 1), dt, dev)
-        w_b = P["gate_weight"] if self.gate else P["attn_bias"]
-        ka.build_w_rec(P["weight_hh"], P["attn_weight_h"], w_b, self.gate, w_rec_t)
-        b_gate = P["gate_bias"] if self.gate else backend.zeros(1, dt, dev)
-        w_iz_t = backend.empty((D, 4 * H), dt, dev)
-        ka.transpose(P["weight_ih"][:, I:], w_iz_t)
-        hprev, cprev, tanh_c, y = (backend.empty((T, B, H), dt, dev) for _ in range(4))
-        gates = backend.empty((T, B, 4 * H), dt, dev)
-        alpha = backend.empty((T, B, L), dt, dev)
-        s = backend.empty((T, B, L, A), dt, dev)
-        beta = backend.empty((T, B), dt, dev)
-        z = backend.empty((T, B, D), dt, dev)
-        hn = backend.empty((B, H), dt, dev)
-        cn = backend.empty((B, H), dt, dev)
-        ka.attention_lstm_forward(
-            a_tm, p, xproj, w_rec_t, w_iz_t, P["attn_v"], b_gate, self.gate, self._approx, h0, c0,
-            inp, hprev, cprev, gates, tanh_c, alpha, s, beta, z, y, hn, cn,
-        )  # fmt: skip
-        self.state = (hn.reshape(1, B, H), cn.reshape(1, B, H))
-        self.attention = kg.swap01(alpha)
-        if self.training:
-            self._cache = {
-                "a": a_tm, "inp": inp, "hprev": hprev, "cprev": cprev, "gates": gates, "tanh_c": tanh_c,
-                "alpha": alpha, "s": s, "beta": beta, "z": z, "B": B, "T": T, "L": L, "has_x": I > 0, "single": a.ndim == 3,
-            }  # fmt: skip
-        else:
-            self._cache = None
-        if self.return_sequences:
-            return kg.swap01(y)
-        out = backend.empty((B, H), dt, dev)
-        out.copy_to_device(hn)
-        return out
-
-    def _backward_cuda(self, dy, dstate, dattention):
-        """``backward`` on the GPU: the time loop in ONE launch, then every weight
-        gradient as one reduction over all steps."""
-        if self._cache is None:
-            raise _no_cache_error()
-        kc = backend.cuda_kernels()
-        ka, kg = kc.attention, kc.convlstm
-        cache = self._cache
-        B, T, L = cache["B"], cache["T"], cache["L"]
-        D, H, A, I = self.feature_size, self.hidden_size, self.attention_size, self.input_size
-        dt = self.dtype
-        dev = "cuda"
-        dy = device_input(dy, "dy", self.output_shape(B, T), dt)
+        H, dt = self.hidden_size, self.dtype
+        dy = backend.check_input(dy, "dy", self.output_shape(B, T), dt, device=dev)
         if dstate is None:
             dhn = backend.zeros((B, H), dt, dev)
             dcn = backend.zeros((B, H), dt, dev)
         else:
             dhn, dcn = (s[0] for s in self._check_state(dstate, B, "dstate"))
         if dattention is not None:
-            dattention = device_input(dattention, "dattention", (B, T, L), dt, ("batch", "time", "locations"))
-            dattn = kg.swap01(dattention)
-        else:
-            dattn = backend.zeros((1, 1, 1), dt, dev)
-        if self.return_sequences:
-            dy_tm = kg.swap01(dy)
-        else:
-            dy_tm = backend.zeros((T, B, H), dt, dev)
-            d = backend.empty((B, H), dt, dev)
-            ka.add(dhn.reshape(B * H), dy.reshape(B * H), d.reshape(B * H))
-            dhn = d
-        P, G = self.params, self.grads
-        a_tm = cache["a"]
-        Ta = a_tm.shape[0]
-        w_q = backend.empty((A + 1, H), dt, dev)
-        ka.build_w_q(P["attn_weight_h"], P["gate_weight"] if self.gate else P["attn_bias"], self.gate, w_q)
-        dgates = backend.empty((T, B, 4 * H), dt, dev)
-        dq = backend.empty((T, B, A + 1), dt, dev)
-        dp = backend.zeros((Ta, B, L, A), dt, dev)
-        da = backend.zeros((Ta, B, L, D), dt, dev)  # da_ctx, then the whole annotations' gradient
-        dh0 = backend.empty((B, H), dt, dev)
-        dc0 = backend.empty((B, H), dt, dev)
+            dattention = backend.check_input(dattention, "dattention", (B, T, L), dt, ("batch", "time", "locations"), dev)
         self._cache = None
-        ka.attention_lstm_backward(
-            a_tm, P["weight_hh"], w_q, P["weight_ih"][:, I:], P["attn_v"], self.gate,
-            cache["gates"], cache["cprev"], cache["tanh_c"], cache["alpha"], cache["s"], cache["beta"], cache["z"],
-            dy_tm, dattn, dattention is not None, dhn, dcn, dgates, dq, dp, da, G["attn_v"], dh0, dc0,
-        )  # fmt: skip
-        # weight gradients: one reduction each over all steps
-        dg2 = dgates.reshape(T * B, 4 * H)
-        dq2 = dq.reshape(T * B, A + 1)
-        hp2 = cache["hprev"].reshape(T * B, H)
-        ka.matmul_tn_acc(dg2, cache["inp"].reshape(T * B, I + D), G["weight_ih"])
-        ka.matmul_tn_acc(dg2, hp2, G["weight_hh"])
-        ka.col_sum(dg2, G["bias_ih"])
-        ka.col_sum(dg2, G["bias_hh"])
-        ka.matmul_tn_acc(dq2[:, :A], hp2, G["attn_weight_h"])
-        if self.gate:
-            ka.matmul_tn_acc(dq2[:, A : A + 1], hp2, G["gate_weight"].reshape(1, H))
-            ka.col_sum_strided(dq2[:, A : A + 1], G["gate_bias"])
-        dp2 = dp.reshape(Ta * B * L, A)
-        ka.matmul_tn_acc(dp2, a_tm.reshape(Ta * B * L, D), G["attn_weight_a"])
-        ka.col_sum(dp2, G["attn_bias"])
-        ka.matmul(dp2, P["attn_weight_a"], da.reshape(Ta * B * L, D), accumulate=True)
-        if cache["has_x"]:
-            dx = backend.empty((T, B, I), dt, dev)
-            ka.matmul(dg2, P["weight_ih"][:, :I], dx.reshape(T * B, I))
-            self.dx = kg.swap01(dx)
-        else:
-            self.dx = None
+        da, self.dx, dh0, dc0 = backend.driver("attention", dev).attention_lstm_backward(
+            cache, dy, dhn, dcn, dattention, self.params, self.grads, self.gate, self.return_sequences
+        )
         self.dstate = (dh0.reshape(1, B, H), dc0.reshape(1, B, H))
-        if cache["single"]:
-            return da.reshape(B, L, D)
-        return kg.swap01(da)
+        return da
 
     def _to_device_hook(self, device: str) -> None:
         super()._to_device_hook(device)
@@ -654,27 +410,19 @@ class TemporalAttention(Layer):
         -------
         out : ndarray (B, features)
         """
-        if self.device != "cpu":
-            return self._forward_cuda(x, lengths)
-        x_in = x
-        x = check_array(x, "x", (None, None, self.features), self.dtype, ("batch", "time", "features"))
+        dev, dt = self.device, self.dtype
+        # backward reads x: in training a private copy, never the caller's buffer
+        x = backend.check_input(x, "x", (None, None, self.features), dt, ("batch", "time", "features"), dev, self.training)
         B, T, F = x.shape
         A = self.attention_size
-        lens = None if lengths is None else check_lengths(lengths, B, T)
+        lens = None if lengths is None else backend.to_device(check_lengths(lengths, B, T), dev)
         P = self.params
-        s = np.tanh((x.reshape(B * T, F) @ np.ascontiguousarray(P["weight"].T)).reshape(B, T, A) + P["bias"])  # (B, T, A)
-        e = s @ P["v"]  # (B, T)
-        if lens is not None:
-            e = np.where(np.arange(T)[None, :] < lens[:, None], e, -np.inf)
-        e = e - e.max(axis=1, keepdims=True)
-        w = np.exp(e)
-        alpha = (w / w.sum(axis=1, keepdims=True)).astype(self.dtype)
-        out = np.einsum("bt,btf->bf", alpha, x)
+        s = backend.empty((B, T, A), dt, dev)
+        alpha = backend.empty((B, T), dt, dev)
+        out = backend.empty((B, F), dt, dev)
+        backend.driver("attention", dev).temporal_attention_forward(x, P["weight"], P["bias"], P["v"], lens, s, alpha, out)
         self.attention = alpha
-        if self.training:
-            self._cache = (x.copy() if np.may_share_memory(x, x_in) else x, s, alpha)
-        else:
-            self._cache = None
+        self._cache = (x, s, alpha) if self.training else None
         return out
 
     def backward(self, dy, dattention=None) -> np.ndarray:
@@ -690,57 +438,18 @@ class TemporalAttention(Layer):
         -------
         dx : ndarray (B, T, features); 0 at padded steps.
         """
-        if self.device != "cpu":
-            return self._backward_cuda(dy, dattention)
         if self._cache is None:
             raise _no_cache_error()
         x, s, alpha = self._cache
         B, T, F = x.shape
-        A = self.attention_size
-        dy = check_array(dy, "dy", (B, F), self.dtype, ("batch", "features"))
-        self._cache = None
-        dalpha = np.einsum("btf,bf->bt", x, dy)  # (B, T)
+        dev, dt = self.device, self.dtype
+        dy = backend.check_input(dy, "dy", (B, F), dt, ("batch", "features"), dev)
         if dattention is not None:
-            dalpha = dalpha + check_array(dattention, "dattention", (B, T), self.dtype, ("batch", "time"))
-        de = alpha * (dalpha - np.sum(alpha * dalpha, axis=1, keepdims=True))  # softmax; 0 at padded steps
-        P, G = self.params, self.grads
-        G["v"] += np.einsum("bt,bta->a", de, s)
-        du = (de[:, :, None] * P["v"]) * (1.0 - s * s)  # (B, T, A)
-        du2 = du.reshape(B * T, A)
-        x2 = x.reshape(B * T, F)
-        G["weight"] += du2.T @ x2
-        G["bias"] += du2.sum(axis=0)
-        dx = alpha[:, :, None] * dy[:, None, :] + (du2 @ P["weight"]).reshape(B, T, F)
-        return dx.astype(self.dtype, copy=False)
-
-    # -- the GPU path (numlstm.kernels.cuda.attention) -----------------------------------------------
-    def _forward_cuda(self, x, lengths):
-        ka = backend.cuda_kernels().attention
-        x = device_input(x, "x", (None, None, self.features), self.dtype, ("batch", "time", "features"), copy=self.training)
-        B, T, F = x.shape
-        A = self.attention_size
-        lens = None if lengths is None else backend.to_device(check_lengths(lengths, B, T), "cuda")
-        P = self.params
-        s = backend.empty((B, T, A), self.dtype, "cuda")
-        alpha = backend.empty((B, T), self.dtype, "cuda")
-        out = backend.empty((B, F), self.dtype, "cuda")
-        ka.temporal_attention_forward(x, P["weight"], P["bias"], P["v"], lens, s, alpha, out)
-        self.attention = alpha
-        self._cache = (x, s, alpha) if self.training else None
-        return out
-
-    def _backward_cuda(self, dy, dattention):
-        if self._cache is None:
-            raise _no_cache_error()
-        x, s, alpha = self._cache
-        B, T, F = x.shape
-        dy = device_input(dy, "dy", (B, F), self.dtype, ("batch", "features"))
-        if dattention is not None:
-            dattention = device_input(dattention, "dattention", (B, T), self.dtype, ("batch", "time"))
+            dattention = backend.check_input(dattention, "dattention", (B, T), dt, ("batch", "time"), dev)
         self._cache = None
         P, G = self.params, self.grads
-        dx = backend.empty((B, T, F), self.dtype, "cuda")
-        backend.cuda_kernels().attention.temporal_attention_backward(
+        dx = backend.empty((B, T, F), dt, dev)
+        backend.driver("attention", dev).temporal_attention_backward(
             x, P["weight"], P["v"], s, alpha, dy, dattention, G["weight"], G["bias"], G["v"], dx
         )
         return dx

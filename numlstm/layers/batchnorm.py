@@ -9,7 +9,6 @@ import numpy as np
 from numlstm import backend
 from numlstm._validation import as_array, check_array, check_bool, check_dtype, check_float, check_int
 from numlstm.layers.base import Layer
-from numlstm.layers.conv import device_input
 
 
 class BatchNorm2D(Layer):
@@ -201,7 +200,7 @@ class BatchNorm2D(Layer):
     def _forward_cuda(self, x):
         k = backend.cuda_kernels().batchnorm
         names = ("batch", "channels", "height", "width")
-        x = device_input(x, "x", (None, self.num_features, None, None), self.dtype, names)
+        x = backend.device_input(x, "x", (None, self.num_features, None, None), self.dtype, names)
         C = self.num_features
         M = x.shape[0] * x.shape[2] * x.shape[3]
         batch_stats = self._use_batch_stats()
@@ -228,7 +227,7 @@ class BatchNorm2D(Layer):
                 "backward: no forward pass to differentiate; call forward(x) in training mode (layer.train()) before backward(dy)"
             )
         xhat, inv, batch_stats, shape = self._cache
-        dy = device_input(dy, "dy", shape, self.dtype)
+        dy = backend.device_input(dy, "dy", shape, self.dtype)
         self._cache = None
         k = backend.cuda_kernels().batchnorm
         sums = backend.empty((2, self.num_features), np.float64, "cuda")

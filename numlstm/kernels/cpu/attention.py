@@ -1,4 +1,5 @@
-"""CPU kernels of the soft-attention LSTM (Xu et al. 2015, "Show, Attend and Tell").
+"""CPU kernels and drivers of the soft-attention LSTM (Xu et al. 2015, "Show, Attend and Tell"),
+``TemporalAttention`` and the doubly stochastic penalty.
 
 Notation (see docs/attention.md)::
 
@@ -18,16 +19,22 @@ Schedule:
 
 * forward: p for every annotation (and for a sequence of maps, every step)
   and the x part of A_t for every step are one product each, done by the
-  caller before the loop; per step the three products with h_{t-1}
+  driver before the loop; per step the three products with h_{t-1}
   (W_hh, W_h, w_b) are ONE product with the concatenated matrix, and the
   context's product with W_iz is the other;
 * backward: per step the fused cell derivative dA_t, the attention
   derivative (softmax and tanh) and dh_{t-1} = dA_t W_hh + dQ_t [W_h; w_b];
   the gradients of W_ih, W_hh, W_h, w_b, W_a and dx are one product each
-  over all steps after the loop (the caller does those).
+  over all steps after the loop (the driver does those).
 
-Arrays are time-major. ``a`` and ``p`` have a leading axis of 1 (one map read
-at every step: Ta = 1) or T (a map per step). Kernels never validate.
+The time loops (``attention_lstm_forward_loop``, ``attention_lstm_backward_loop``)
+are time-major: ``a`` and ``p`` have a leading axis of 1 (one map read at
+every step: Ta = 1) or T (a map per step). The drivers
+(``attention_lstm_forward``, ``attention_lstm_backward``,
+``temporal_attention_forward``, ``temporal_attention_backward``,
+``attention_penalty``) take the layers' batch-major arrays; those of
+``numlstm.kernels.cuda.attention`` have the same names and arguments.
+Nothing here validates: the layers do.
 """
 
 import numpy as np
@@ -39,7 +46,7 @@ _KW = {"cache": True, "error_model": "numpy", "nogil": True}
 
 
 @njit(**_KW)
-def attention_lstm_forward(
+def attention_lstm_forward_loop(
     a, p, xproj, w_rec_t, w_iz_t, v, b_gate, gate, approx, h0, c0, inp, hprev, cprev, gates, tanh_c, alpha, s, beta, z, y, hn, cn
 ):
     """Forward time loop of the attention LSTM.
@@ -47,7 +54,7 @@ def attention_lstm_forward(
     Parameters
     ----------
     a : (Ta, B, L, D) annotations; Ta = 1 (one map for all steps) or T.
-    p : (Ta, B, L, A) = a W_a^T + b_a (one product, done by the caller).
+    p : (Ta, B, L, A) = a W_a^T + b_a (one product, done by the driver).
     xproj : (T, B, 4H) = x_t W_ix^T + b_ih + b_hh (only the biases without x).
     w_rec_t : (H, 4H + A + 1) = [W_hh^T | W_h^T | w_b]: the products of
         h_{t-1} needed by a step, in one.
@@ -141,7 +148,7 @@ def attention_lstm_forward(
 
 
 @njit(**_KW)
-def attention_lstm_backward(
+def attention_lstm_backward_loop(
     a, w_hh, w_q, w_iz, v, gate, gates, cprev, tanh_c, alpha, s, beta, z, dy, dattn, has_dattn, dhn, dcn,
     dgates, dq, dp, da_ctx, dv, dh0, dc0,
 ):  # fmt: skip
@@ -154,7 +161,7 @@ def attention_lstm_backward(
     w_hh : (4H, H); w_q : (A + 1, H) = [W_h; w_b] (last row 0 without gating);
     w_iz : (4H, D) the context columns of W_ih; v : (A,).
     gate : gating on; gates, cprev, tanh_c, alpha, s, beta, z : saved by
-        ``attention_lstm_forward``.
+        ``attention_lstm_forward_loop``.
     dy : (T, B, H) gradient w.r.t. the outputs.
     dattn : (T, B, L) extra gradient w.r.t. alpha (e.g. from the doubly
         stochastic penalty), read when ``has_dattn``.
@@ -243,3 +250,182 @@ def attention_lstm_backward(
                 dh[b, k] = rec[b, k] + rec_q[b, k]
     dh0[:] = dh
     dc0[:] = dc
+
+
+# -- the drivers (numlstm.kernels.cuda.attention has the same entry points) ------------------------
+def attention_lstm_forward(a, x, T, params, gate, approx, h0, c0, return_sequences, training):
+    """The attention LSTM over T steps: the products before the loop, the time loop.
+
+    a: (B, L, D) one map read at every step, or (B, T, L, D); kept for the
+    backward pass when ``training`` (the caller passes its own copy). x:
+    (B, T, I) or None (I = 0). params: the layer's arrays by name
+    (``attn_weight_a``, ``attn_weight_h``, ``attn_bias``, ``attn_v``,
+    ``gate_weight``, ``gate_bias`` (read with ``gate``), ``weight_ih``,
+    ``weight_hh``, ``bias_ih``, ``bias_hh``). h0, c0: (B, H).
+
+    Returns (y, hn, cn, attention, saved): y (B, T, H) with
+    ``return_sequences``, else (B, H); hn, cn (B, H); attention (B, T, L);
+    saved: what ``attention_lstm_backward`` reads (None unless ``training``).
+    """
+    P = params
+    B, L, D = a.shape[0], a.shape[a.ndim - 2], a.shape[a.ndim - 1]
+    H = P["weight_hh"].shape[1]
+    A = P["attn_v"].shape[0]
+    I = P["weight_ih"].shape[1] - D
+    dt = a.dtype
+    # annotations time-major: (Ta, B, L, D), Ta = 1 for a single map
+    a_tm = a[None] if a.ndim == 3 else np.ascontiguousarray(a.transpose(1, 0, 2, 3))
+    Ta = a_tm.shape[0]
+    # W_a a_i + b for every annotation (and step): ONE product
+    p = (a_tm.reshape(-1, D) @ np.ascontiguousarray(P["attn_weight_a"].T)).reshape(Ta, B, L, A)
+    p += P["attn_bias"]
+    inp = np.empty((T, B, I + D), dt)
+    xproj = np.empty((T, B, 4 * H), dt)
+    xproj[...] = P["bias_ih"] + P["bias_hh"]
+    if I > 0:
+        x_tm = x.transpose(1, 0, 2)
+        inp[:, :, :I] = x_tm
+        # the x part of every step's gates: ONE product
+        xproj += (inp[:, :, :I].reshape(T * B, I) @ np.ascontiguousarray(P["weight_ih"][:, :I].T)).reshape(T, B, 4 * H)
+    w_rec_t = np.zeros((H, 4 * H + A + 1), dt)
+    w_rec_t[:, : 4 * H] = P["weight_hh"].T
+    w_rec_t[:, 4 * H : 4 * H + A] = P["attn_weight_h"].T
+    if gate:
+        w_rec_t[:, 4 * H + A] = P["gate_weight"]
+        b_gate = P["gate_bias"][0]
+    else:
+        b_gate = dt.type(0)
+    w_iz_t = np.ascontiguousarray(P["weight_ih"][:, I:].T)
+    hprev, cprev, tanh_c, y = (np.empty((T, B, H), dt) for _ in range(4))
+    gates = np.empty((T, B, 4 * H), dt)
+    alpha = np.empty((T, B, L), dt)
+    s = np.empty((T, B, L, A), dt)
+    beta = np.empty((T, B), dt)
+    z = np.empty((T, B, D), dt)
+    hn = np.empty((B, H), dt)
+    cn = np.empty((B, H), dt)
+    attention_lstm_forward_loop(
+        a_tm, p, xproj, w_rec_t, w_iz_t, P["attn_v"], b_gate, gate, approx, h0, c0,
+        inp, hprev, cprev, gates, tanh_c, alpha, s, beta, z, y, hn, cn,
+    )  # fmt: skip
+    saved = None
+    if training:
+        saved = {
+            "a": a_tm, "inp": inp, "hprev": hprev, "cprev": cprev, "gates": gates, "tanh_c": tanh_c,
+            "alpha": alpha, "s": s, "beta": beta, "z": z, "B": B, "T": T, "L": L, "has_x": I > 0, "single": a.ndim == 3,
+        }  # fmt: skip
+    out = np.ascontiguousarray(y.transpose(1, 0, 2)) if return_sequences else hn.copy()
+    return out, hn, cn, np.ascontiguousarray(alpha.transpose(1, 0, 2)), saved
+
+
+def attention_lstm_backward(saved, dy, dhn, dcn, dattention, params, grads, gate, return_sequences):
+    """Backpropagation through ``attention_lstm_forward``: the time loop, then
+    every weight gradient as one product over all steps.
+
+    saved: the forward pass's; dy: the gradient of its output; dhn, dcn:
+    (B, H) the gradient of the final state (read); dattention: (B, T, L)
+    extra gradient of the attention weights, or None; params as in the
+    forward pass; grads: the same names, ADDED.
+
+    Returns (da, dx, dh0, dc0): da the shape of the forward pass's ``a``; dx
+    (B, T, I) or None without x; dh0, dc0 (B, H).
+    """
+    P, G = params, grads
+    B, T, L = saved["B"], saved["T"], saved["L"]
+    a_tm = saved["a"]
+    Ta, _, _, D = a_tm.shape
+    H = P["weight_hh"].shape[1]
+    A = P["attn_v"].shape[0]
+    I = P["weight_ih"].shape[1] - D
+    dt = a_tm.dtype
+    if dattention is not None:
+        dattn = np.ascontiguousarray(dattention.transpose(1, 0, 2))
+    else:
+        dattn = np.zeros((1, 1, 1), dt)
+    if return_sequences:
+        dy_tm = np.ascontiguousarray(dy.transpose(1, 0, 2))
+    else:
+        dy_tm = np.zeros((T, B, H), dt)
+        dhn = dhn + dy
+    w_q = np.zeros((A + 1, H), dt)
+    w_q[:A] = P["attn_weight_h"]
+    if gate:
+        w_q[A] = P["gate_weight"]
+    dgates = np.empty((T, B, 4 * H), dt)
+    dq = np.empty((T, B, A + 1), dt)
+    dp = np.zeros((Ta, B, L, A), dt)
+    da_ctx = np.zeros((Ta, B, L, D), dt)
+    dv = np.zeros(A, dt)
+    dh0 = np.empty((B, H), dt)
+    dc0 = np.empty((B, H), dt)
+    attention_lstm_backward_loop(
+        a_tm, P["weight_hh"], w_q, np.ascontiguousarray(P["weight_ih"][:, I:]), P["attn_v"], gate,
+        saved["gates"], saved["cprev"], saved["tanh_c"], saved["alpha"], saved["s"], saved["beta"], saved["z"],
+        dy_tm, dattn, dattention is not None, dhn, dcn, dgates, dq, dp, da_ctx, dv, dh0, dc0,
+    )  # fmt: skip
+    # weight gradients: one product each over all steps
+    dg2 = dgates.reshape(T * B, 4 * H)
+    dq2 = dq.reshape(T * B, A + 1)
+    hp2 = saved["hprev"].reshape(T * B, H)
+    G["weight_ih"] += dg2.T @ saved["inp"].reshape(T * B, I + D)
+    G["weight_hh"] += dg2.T @ hp2
+    db = dg2.sum(axis=0)
+    G["bias_ih"] += db
+    G["bias_hh"] += db
+    dwq = dq2.T @ hp2  # (A + 1, H)
+    G["attn_weight_h"] += dwq[:A]
+    if gate:
+        G["gate_weight"] += dwq[A]
+        G["gate_bias"] += dq2[:, A].sum()
+    G["attn_v"] += dv
+    dp2 = dp.reshape(-1, A)
+    a2 = a_tm.reshape(-1, D)
+    G["attn_weight_a"] += dp2.T @ a2
+    G["attn_bias"] += dp2.sum(axis=0)
+    da = (da_ctx.reshape(-1, D) + dp2 @ P["attn_weight_a"]).reshape(Ta, B, L, D)
+    dx = None
+    if saved["has_x"]:
+        dx = np.ascontiguousarray((dg2 @ P["weight_ih"][:, :I]).reshape(T, B, I).transpose(1, 0, 2))
+    da = da[0] if saved["single"] else np.ascontiguousarray(da.transpose(1, 0, 2, 3))
+    return da, dx, dh0, dc0
+
+
+def temporal_attention_forward(x, w, bias, v, lens, s, alpha, out) -> None:
+    """TemporalAttention forward. x (B, T, F); w (A, F); bias, v (A,); lens: (B,)
+    int64 or None; s (B, T, A) <- tanh(x W^T + b), alpha (B, T), out (B, F) written."""
+    B, T, F = x.shape
+    A = w.shape[0]
+    s[...] = np.tanh((x.reshape(B * T, F) @ np.ascontiguousarray(w.T)).reshape(B, T, A) + bias)
+    e = s @ v  # (B, T)
+    if lens is not None:
+        e = np.where(np.arange(T)[None, :] < lens[:, None], e, -np.inf)
+    e = e - e.max(axis=1, keepdims=True)
+    ex = np.exp(e)
+    alpha[...] = ex / ex.sum(axis=1, keepdims=True)
+    out[...] = np.einsum("bt,btf->bf", alpha, x)
+
+
+def temporal_attention_backward(x, w, v, s, alpha, dy, dattn, dw_acc, db_acc, dv_acc, dx) -> None:
+    """TemporalAttention backward: dx (B, T, F) written (0 at padded steps); dW
+    (A, F), db, dv (A,) ADDED. dattn: (B, T) extra gradient of alpha, or None."""
+    B, T, F = x.shape
+    A = w.shape[0]
+    dalpha = np.einsum("btf,bf->bt", x, dy)  # (B, T)
+    if dattn is not None:
+        dalpha = dalpha + dattn
+    de = alpha * (dalpha - np.sum(alpha * dalpha, axis=1, keepdims=True))  # softmax; 0 at padded steps
+    dv_acc += np.einsum("bt,bta->a", de, s)
+    du = (de[:, :, None] * v) * (1.0 - s * s)  # (B, T, A)
+    du2 = du.reshape(B * T, A)
+    x2 = x.reshape(B * T, F)
+    dw_acc += du2.T @ x2
+    db_acc += du2.sum(axis=0)
+    dx[...] = alpha[:, :, None] * dy[:, None, :] + (du2 @ w).reshape(B, T, F)
+
+
+def attention_penalty(alpha, lam: float):
+    """(value, dalpha) of ``lam * sum_b sum_i (1 - sum_t alpha[b, t, i])^2`` for alpha (B, T, L)."""
+    r = 1.0 - alpha.sum(axis=1, dtype=np.float64)  # (B, L)
+    value = lam * float(np.sum(r * r))
+    dalpha = np.broadcast_to((-2.0 * lam * r)[:, None, :], alpha.shape).astype(alpha.dtype)
+    return value, dalpha

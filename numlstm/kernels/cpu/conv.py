@@ -33,10 +33,13 @@ The pads are given separately (top, bottom, left, right), so TensorFlow's
 The kernels never validate: ``numlstm.layers.conv`` does, before any call.
 """
 
+from functools import partial
+
 import numpy as np
 from numba import njit
 
-from numlstm.kernels.cpu.linalg import gemm_nn_tiles, gemm_tn_tiles
+from numlstm._threads import max_chunks, product_chunks, run_blocks, single_threaded_blas, split_rows
+from numlstm.kernels.cpu.linalg import gemm_nn_tiles, gemm_tn_tiles, small_tiles_nn, small_tiles_tn
 
 _KW = {"cache": True, "error_model": "numpy", "nogil": True}
 
@@ -226,8 +229,9 @@ def _forward_alloc(x, w, b, stride, pads, dilation, out, xps, keep):
 
 
 @njit(**_KW)
-def conv2d_forward(x, w, b, stride, pads, dilation, out):
-    """out = conv2d(x, w) + b.
+def conv2d_forward_kernel(x, w, b, stride, pads, dilation, out):
+    """out = conv2d(x, w) + b, single-threaded, its work arrays allocated
+    (tests and one-off calls; ``conv2d_forward`` is the driver).
 
     x: (N, C, H, W); w: (O, C, kh, kw) C-contiguous; b: (O,) or empty (no bias);
     stride: (sh, sw); pads: (pt, pb, pl, pr); dilation: (dh, dw);
@@ -238,7 +242,7 @@ def conv2d_forward(x, w, b, stride, pads, dilation, out):
 
 @njit(**_KW)
 def conv2d_forward_work(x, wk, kh, kw, b, stride, pads, dilation, out, xps, keep, xpc, col, tiles):
-    """``conv2d_forward`` with the weight as ``wk = w.reshape(O, C*kh*kw)``
+    """``conv2d_forward_kernel`` with the weight as ``wk = w.reshape(O, C*kh*kw)``
     and the work arrays given (the threaded driver keeps them between calls:
     fresh megabyte arrays cost page faults on every call).
 
@@ -285,7 +289,7 @@ def conv2d_forward_work(x, wk, kh, kw, b, stride, pads, dilation, out, xps, keep
 
 @njit(**_KW)
 def conv2d_forward_keep(x, w, b, stride, pads, dilation, out, xps):
-    """``conv2d_forward`` that also keeps every padded channels-last image for
+    """``conv2d_forward_kernel`` that also keeps every padded channels-last image for
     the backward pass: xps (N, H+pt+pb, W+pl+pr, C) C-contiguous, its border
     zero (only the interior is written)."""
     _forward_alloc(x, w, b, stride, pads, dilation, out, xps, True)
@@ -315,8 +319,9 @@ def _backward_alloc(x, xps, kept, w, dy, stride, pads, dilation, dx, dw_acc, db_
 
 
 @njit(**_KW)
-def conv2d_backward(x, w, dy, stride, pads, dilation, dx, dw_acc, db_acc, need_dx):
-    """Gradients of ``conv2d_forward``.
+def conv2d_backward_kernel(x, w, dy, stride, pads, dilation, dx, dw_acc, db_acc, need_dx):
+    """Gradients of ``conv2d_forward_kernel``, single-threaded, its work arrays
+    allocated (``conv2d_backward`` is the driver).
 
     x: (N, C, H, W); w: (O, C, kh, kw); dy: (N, O, H', W') C-contiguous;
     dx: (N, C, H, W), OVERWRITTEN with the input gradient when ``need_dx``
@@ -331,7 +336,7 @@ def conv2d_backward(x, w, dy, stride, pads, dilation, dx, dw_acc, db_acc, need_d
 
 @njit(**_KW)
 def conv2d_backward_kept(xps, w, dy, stride, pads, dilation, dx, dw_acc, db_acc, need_dx):
-    """``conv2d_backward`` from the images kept by ``conv2d_forward_keep``
+    """``conv2d_backward_kernel`` from the images kept by ``conv2d_forward_keep``
     (xps: (N, H+pt+pb, W+pl+pr, C)) instead of x; other arguments as there."""
     _backward_alloc(dx[:0], xps, True, w, dy, stride, pads, dilation, dx, dw_acc, db_acc, need_dx)
 
@@ -340,7 +345,7 @@ def conv2d_backward_kept(xps, w, dy, stride, pads, dilation, dx, dw_acc, db_acc,
 def conv2d_backward_work(
     x, xps, kept, w2, kh, kw, dy, stride, pads, dilation, dx, need_dx, need_dw, acc, dbs, dxp, colT, dcolT, tiles
 ):
-    """``conv2d_backward`` with the weight as ``weight_matrix``, the
+    """``conv2d_backward_kernel`` with the weight as ``weight_matrix``, the
     gradients ACCUMULATED in that layout (acc (O, K); dbs (O,) float64:
     ``fold_weight_grad`` moves them to dW once per pass, not per call), and
     the work arrays given: xps (N, Hp, Wp, C) when ``kept``, else
@@ -395,6 +400,152 @@ def conv2d_backward_work(
                 _tile_cols_add(dcolT, kh, kw, sh, sw, dh, dw, oy0, oy1, wo, dxp)
         if need_dx:
             _unpad_hwc(dxp, pt, pl, dx[n])
+
+
+# -- the threaded drivers (the entry points of ``numlstm.kernels.cuda.conv`` too) ----------------
+def _blocks(n: int, macs: int) -> list[tuple[int, int]]:
+    """The batch of n images in one block per thread (at least one image each)."""
+    return split_rows(n, product_chunks(n, macs, min_rows=1))
+
+
+def _scratch(ws: dict | None, key, shape, dtype, zero: bool = False) -> np.ndarray:
+    """A work array kept in ``ws`` (a layer's workspace) between calls, or a
+    fresh one when ``ws`` is None. ``zero``: allocated zeroed (the kernels
+    write only the interior of padded images, so a kept border stays 0)."""
+    dtype = np.dtype(dtype)
+    if ws is None:
+        return np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
+    # keyed by shape too: a layer's convolutions of different sizes (ConvLSTM's
+    # input and recurrent one) each keep their own
+    key = (key, tuple(shape), dtype.str)
+    buf = ws.get(key)
+    if buf is None:
+        buf = ws[key] = np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
+    return buf
+
+
+def conv2d_keep(x_shape, pads, dtype, keep=None) -> np.ndarray:
+    """The array that ``conv2d_forward(..., keep=)`` fills with what
+    ``conv2d_backward(..., kept=)`` reads instead of x: here the padded
+    channels-last images, (N, H+top+bottom, W+left+right, C) with a zero
+    border. ``keep``: the array of a previous call, returned when it fits."""
+    N, C, H, W = x_shape
+    pt, pb, pl, pr = pads
+    shape = (N, H + pt + pb, W + pl + pr, C)
+    if keep is None or keep.shape != shape or keep.dtype != np.dtype(dtype):
+        keep = np.zeros(shape, dtype)  # the border stays zero: only the interior is written
+    return keep
+
+
+def conv2d_forward(x, w, b, stride, pads, dilation, out, keep=None, ws=None) -> None:
+    """out = conv2d(x, w) + b, the batch split over threads.
+
+    x: (N, C, H, W) C-contiguous; w: (O, C, kh, kw) C-contiguous; b: (O,) or
+    empty; stride (sh, sw); pads (top, bottom, left, right); dilation (dh, dw);
+    out: (N, O, H', W') C-contiguous, overwritten. ``keep``: None, or the
+    array of ``conv2d_keep(x.shape, pads, dtype)``, which receives what
+    ``conv2d_backward`` needs without x (the padded channels-last images).
+    ``ws``: a dict that keeps the work arrays between calls (a layer's
+    workspace). No validation.
+    """
+    N, C, H, W = x.shape
+    O, _, kh, kw = w.shape
+    wo = out.shape[3]
+    pt, pb, pl, pr = pads
+    T = tile_rows(wo) * wo
+    K = C * kh * kw
+    tiles = small_tiles_nn(O, K, T)
+    blocks = _blocks(N, out.size * w[0].size)
+    stride, pads, dilation = tuple(stride), tuple(pads), tuple(dilation)
+    wk = w.reshape(O, K)
+    no_keep = np.zeros((0, 1, 1, 1), x.dtype)
+    fns = []
+    for i, (a, e) in enumerate(blocks):
+        xpc = _scratch(ws, ("conv_xpc", i, pads), (C, H + pt + pb, W + pl + pr), x.dtype, zero=True)
+        col = _scratch(ws, ("conv_col", i), (K, T), x.dtype)
+        xps = no_keep if keep is None else keep[a:e]
+        args = (x[a:e], wk, kh, kw, b, stride, pads, dilation, out[a:e], xps, keep is not None, xpc, col, tiles)
+        fns.append(partial(conv2d_forward_work, *args))
+    with single_threaded_blas(len(fns) > 1):
+        run_blocks(fns)
+
+
+class ConvGradAcc:
+    """Per-thread accumulators of a convolution's weight and bias gradients
+    in the kernels' layout, summed over many ``conv2d_backward_acc`` calls and
+    moved into dW, db once (``fold``): ConvLSTM's recurrent convolution is
+    differentiated once per step, its weight gradient folded once per pass."""
+
+    def __init__(self, w_shape, dtype, ws=None, key="conv_acc"):
+        O, C, kh, kw = w_shape
+        n = max_chunks()
+        self.w_shape = tuple(w_shape)
+        self.acc = _scratch(ws, (key, "w"), (n, O, C * kh * kw), dtype)
+        self.dbs = _scratch(ws, (key, "b"), (n, O), np.float64)
+        self.acc.fill(0)
+        self.dbs.fill(0)
+
+    def fold(self, dw, db) -> None:
+        """dw (O, C, kh, kw) += the sum of the accumulators; db (O,) likewise (or empty)."""
+        fold_weight_grad(self.acc.sum(axis=0), dw)
+        if db.size:
+            db += self.dbs.sum(axis=0).astype(db.dtype)
+
+
+def conv2d_backward(x, w, dy, stride, pads, dilation, dx, dw, db, need_dx: bool = True, kept=None, ws=None) -> None:
+    """dx = input gradient (when ``need_dx``), dw += weight gradient, db += bias gradient.
+
+    Shapes as in ``conv2d_forward``; dy: (N, O, H', W'); db may be empty (no bias).
+    ``kept``: the ``keep`` array filled by ``conv2d_forward`` for this x (then
+    x is not read and may be None; dx gives the input shape), or None.
+    ``ws``: as in ``conv2d_forward``.
+    """
+    acc = ConvGradAcc(w.shape, dy.dtype, ws, "conv_acc_call")
+    conv2d_backward_acc(x, w, dy, stride, pads, dilation, dx, acc, need_dx, kept, ws)
+    acc.fold(dw, db)
+
+
+def conv2d_backward_acc(
+    x, w, dy, stride, pads, dilation, dx, acc, need_dx: bool = True, kept=None, ws=None, w2=None, need_dw: bool = True
+) -> None:
+    """``conv2d_backward`` with dW and db collected in ``acc`` (a ``ConvGradAcc``,
+    folded by the caller), the batch split over threads.
+
+    ``w2``: ``weight_matrix(w)`` when the caller already has it (ConvLSTM
+    forms it once per pass for its per-step convolution). ``need_dw`` False:
+    no weight gradient (x, kept not read; db still collected).
+    """
+    N, O, _, wo = dy.shape
+    _, C, kh, kw = w.shape
+    pt, pb, pl, pr = pads
+    if kept is not None:
+        Hp, Wp = kept.shape[1], kept.shape[2]
+    else:
+        Hp, Wp = x.shape[2] + pt + pb, x.shape[3] + pl + pr
+    T = tile_rows(wo) * wo
+    K = C * kh * kw
+    # the weight gradient in short chunks of pixels (see small_tiles_nn)
+    tiles = (*small_tiles_nn(O, T, K, kc_max=256, rows=24), *small_tiles_tn(O, T, K))
+    blocks = _blocks(N, dy.size * w[0].size)
+    stride, pads, dilation = tuple(stride), tuple(pads), tuple(dilation)
+    w2 = weight_matrix(w) if w2 is None else w2
+    if not need_dx:
+        dx = np.empty((N, 0, 0, 0), dy.dtype)
+    dt = dy.dtype
+    fns = []
+    for i, (a, e) in enumerate(blocks):
+        if kept is None:
+            xps = _scratch(ws, ("conv_xps", i, pads), (1, Hp, Wp, C), dt, zero=True)
+            xa = x[a:e]
+        else:
+            xps = kept[a:e]
+            xa = dx[a:e][:0]
+        dxp = _scratch(ws, ("conv_dxp", i), (Hp, Wp, C) if need_dx else (1, 1, 1), dt)
+        work = [_scratch(ws, (name, i), shape, dt) for name, shape in (("conv_colT", (T, K)), ("conv_dcolT", (T, K)))]
+        args = (xa, xps, kept is not None, w2, kh, kw, dy[a:e], stride, pads, dilation, dx[a:e], need_dx, need_dw)
+        fns.append(partial(conv2d_backward_work, *args, acc.acc[i], acc.dbs[i], dxp, *work, tiles))
+    with single_threaded_blas(len(fns) > 1):
+        run_blocks(fns)
 
 
 # -- pooling --------------------------------------------------------------------------------------

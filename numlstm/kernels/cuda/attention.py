@@ -1,6 +1,9 @@
 """``@cuda.jit`` twins of ``numlstm.kernels.cpu.attention`` (the soft-attention LSTM),
 ``TemporalAttention`` and the doubly stochastic penalty, plus the small
-matrix products their layers need before and after the time loops.
+matrix products needed before and after the time loops. The drivers
+(``attention_lstm_forward``, ``attention_lstm_backward``,
+``temporal_attention_forward``, ``temporal_attention_backward``,
+``attention_penalty``) have the CPU drivers' names and arguments.
 
 Notation as in the CPU module (docs/attention.md). The sequences of a batch
 are independent, so each time loop is ONE launch with one block per batch
@@ -23,10 +26,10 @@ import math
 import numpy as np
 from numba import cuda
 
-from numlstm.kernels.cuda import config
+from numlstm.kernels.cuda import config, elementwise
 from numlstm.kernels.cuda._launch import grid_1d
 from numlstm.kernels.cuda.conv import add_partials, channel_sum, split_count
-from numlstm.kernels.cuda.convlstm import _sigmoid, _tanh
+from numlstm.kernels.cuda.convlstm import _sigmoid, _tanh, copy_channels, swap01
 
 
 def _row_launch(B: int) -> tuple[int, int]:
@@ -225,7 +228,7 @@ def _attention_lstm_backward_kernel(
         cuda.syncthreads()
 
 
-def attention_lstm_forward(
+def attention_lstm_forward_loop(
     a, p, xproj, w_rec_t, w_iz_t, v, b_gate, gate, approx, h0, c0, inp, hprev, cprev, gates, tanh_c, alpha, s, beta, z, y, hn, cn
 ) -> None:
     """Forward time loop (the CPU kernel's arguments; device arrays), one launch.
@@ -249,7 +252,7 @@ def attention_lstm_forward(
     )  # fmt: skip
 
 
-def attention_lstm_backward(
+def attention_lstm_backward_loop(
     a, w_hh, w_q, w_iz, v, gate, gates, cprev, tanh_c, alpha, s, beta, z, dy, dattn, has_dattn, dhn, dcn,
     dgates, dq, dp, da_ctx, dv, dh0, dc0,
 ) -> None:  # fmt: skip
@@ -269,6 +272,133 @@ def attention_lstm_backward(
         dhn, dcn, dgates, dq, dp, da_ctx, dv_rows, dh0, dc0, dzg, dal, sdot,
     )  # fmt: skip
     col_sum(dv_rows, dv)
+
+
+# -- the drivers of the attention LSTM (numlstm.kernels.cpu.attention's entry points) ----------------
+def attention_lstm_forward(a, x, T, params, gate, approx, h0, c0, return_sequences, training):
+    """The attention LSTM over T steps (the CPU driver's arguments and results; device
+    arrays): the products before the loop, then the whole time loop in ONE launch
+    (a block per batch row)."""
+    P = params
+    B, L, D = a.shape[0], a.shape[len(a.shape) - 2], a.shape[len(a.shape) - 1]
+    H = P["weight_hh"].shape[1]
+    A = P["attn_v"].shape[0]
+    I = P["weight_ih"].shape[1] - D
+    dt = np.dtype(a.dtype)
+    a_tm = a.reshape((1,) + tuple(a.shape)) if len(a.shape) == 3 else swap01(a)  # (Ta, B, L, D)
+    Ta = a_tm.shape[0]
+    p = cuda.device_array((Ta, B, L, A), dt)
+    matmul(a_tm.reshape(Ta * B * L, D), P["attn_weight_a"], p.reshape(Ta * B * L, A), trans_b=True, bias=P["attn_bias"])
+    inp = cuda.device_array((T, B, I + D), dt)
+    xproj = cuda.device_array((T, B, 4 * H), dt)
+    bsum = cuda.device_array(4 * H, dt)
+    add(P["bias_ih"], P["bias_hh"], bsum)
+    x2 = xproj.reshape(T * B, 4 * H)
+    if I > 0:
+        x_tm = swap01(x)  # (T, B, I)
+        copy_channels(x_tm.reshape(T * B, I, 1, 1), 0, inp.reshape(T * B, I + D, 1, 1), 0, I)
+        matmul(x_tm.reshape(T * B, I), P["weight_ih"][:, :I], x2, trans_b=True, bias=bsum)
+    else:
+        fill_rows(bsum, x2)
+    w_rec_t = cuda.device_array((H, 4 * H + A + 1), dt)
+    w_b = P["gate_weight"] if gate else P["attn_bias"]
+    build_w_rec(P["weight_hh"], P["attn_weight_h"], w_b, gate, w_rec_t)
+    b_gate = P["gate_bias"] if gate else _zeros(1, dt)
+    w_iz_t = cuda.device_array((D, 4 * H), dt)
+    transpose(P["weight_ih"][:, I:], w_iz_t)
+    hprev, cprev, tanh_c, y = (cuda.device_array((T, B, H), dt) for _ in range(4))
+    gates = cuda.device_array((T, B, 4 * H), dt)
+    alpha = cuda.device_array((T, B, L), dt)
+    s = cuda.device_array((T, B, L, A), dt)
+    beta = cuda.device_array((T, B), dt)
+    z = cuda.device_array((T, B, D), dt)
+    hn = cuda.device_array((B, H), dt)
+    cn = cuda.device_array((B, H), dt)
+    attention_lstm_forward_loop(
+        a_tm, p, xproj, w_rec_t, w_iz_t, P["attn_v"], b_gate, gate, approx, h0, c0,
+        inp, hprev, cprev, gates, tanh_c, alpha, s, beta, z, y, hn, cn,
+    )  # fmt: skip
+    saved = None
+    if training:
+        saved = {
+            "a": a_tm, "inp": inp, "hprev": hprev, "cprev": cprev, "gates": gates, "tanh_c": tanh_c,
+            "alpha": alpha, "s": s, "beta": beta, "z": z, "B": B, "T": T, "L": L, "has_x": I > 0, "single": len(a.shape) == 3,
+        }  # fmt: skip
+    if return_sequences:
+        out = swap01(y)
+    else:
+        out = cuda.device_array((B, H), dt)
+        out.copy_to_device(hn)
+    return out, hn, cn, swap01(alpha), saved
+
+
+def attention_lstm_backward(saved, dy, dhn, dcn, dattention, params, grads, gate, return_sequences):
+    """Backpropagation through ``attention_lstm_forward`` (the CPU driver's arguments and
+    results; device arrays): the time loop in ONE launch, then every weight gradient
+    as one reduction over all steps."""
+    P, G = params, grads
+    B, T, L = saved["B"], saved["T"], saved["L"]
+    a_tm = saved["a"]
+    Ta, D = a_tm.shape[0], a_tm.shape[3]
+    H = P["weight_hh"].shape[1]
+    A = P["attn_v"].shape[0]
+    I = P["weight_ih"].shape[1] - D
+    dt = np.dtype(a_tm.dtype)
+    if dattention is not None:
+        dattn = swap01(dattention)
+    else:
+        dattn = _zeros((1, 1, 1), dt)
+    if return_sequences:
+        dy_tm = swap01(dy)
+    else:
+        dy_tm = _zeros((T, B, H), dt)
+        d = cuda.device_array((B, H), dt)
+        add(dhn.reshape(B * H), dy.reshape(B * H), d.reshape(B * H))
+        dhn = d
+    w_q = cuda.device_array((A + 1, H), dt)
+    build_w_q(P["attn_weight_h"], P["gate_weight"] if gate else P["attn_bias"], gate, w_q)
+    dgates = cuda.device_array((T, B, 4 * H), dt)
+    dq = cuda.device_array((T, B, A + 1), dt)
+    dp = _zeros((Ta, B, L, A), dt)
+    da = _zeros((Ta, B, L, D), dt)  # da_ctx, then the whole annotations' gradient
+    dh0 = cuda.device_array((B, H), dt)
+    dc0 = cuda.device_array((B, H), dt)
+    attention_lstm_backward_loop(
+        a_tm, P["weight_hh"], w_q, P["weight_ih"][:, I:], P["attn_v"], gate,
+        saved["gates"], saved["cprev"], saved["tanh_c"], saved["alpha"], saved["s"], saved["beta"], saved["z"],
+        dy_tm, dattn, dattention is not None, dhn, dcn, dgates, dq, dp, da, G["attn_v"], dh0, dc0,
+    )  # fmt: skip
+    # weight gradients: one reduction each over all steps
+    dg2 = dgates.reshape(T * B, 4 * H)
+    dq2 = dq.reshape(T * B, A + 1)
+    hp2 = saved["hprev"].reshape(T * B, H)
+    matmul_tn_acc(dg2, saved["inp"].reshape(T * B, I + D), G["weight_ih"])
+    matmul_tn_acc(dg2, hp2, G["weight_hh"])
+    col_sum(dg2, G["bias_ih"])
+    col_sum(dg2, G["bias_hh"])
+    matmul_tn_acc(dq2[:, :A], hp2, G["attn_weight_h"])
+    if gate:
+        matmul_tn_acc(dq2[:, A : A + 1], hp2, G["gate_weight"].reshape(1, H))
+        col_sum_strided(dq2[:, A : A + 1], G["gate_bias"])
+    dp2 = dp.reshape(Ta * B * L, A)
+    matmul_tn_acc(dp2, a_tm.reshape(Ta * B * L, D), G["attn_weight_a"])
+    col_sum(dp2, G["attn_bias"])
+    matmul(dp2, P["attn_weight_a"], da.reshape(Ta * B * L, D), accumulate=True)
+    dx = None
+    if saved["has_x"]:
+        dxt = cuda.device_array((T, B, I), dt)
+        matmul(dg2, P["weight_ih"][:, :I], dxt.reshape(T * B, I))
+        dx = swap01(dxt)
+    da = da.reshape(B, L, D) if saved["single"] else swap01(da)
+    return da, dx, dh0, dc0
+
+
+def _zeros(shape, dtype):
+    """A device array of zeros (filled by a kernel: no host copy)."""
+    out = cuda.device_array(shape, dtype)
+    if out.size:
+        elementwise.fill(out, 0.0)
+    return out
 
 
 # -- TemporalAttention ------------------------------------------------------------------------------

@@ -27,8 +27,9 @@ thread tile, so TM and TN stay compile-time constants (the PTX is the same
 as with the loop written in each kernel). Their gathers into shared memory
 and their epilogues differ and stay in each kernel.
 
-Drivers take device arrays (C-contiguous) and the CPU kernels' arguments,
-and read the launch configuration from ``numlstm.kernels.cuda.config`` at
+Drivers take device arrays (C-contiguous) and the arguments of the CPU
+drivers (``numlstm.kernels.cpu.conv``: ``conv2d_keep``, ``conv2d_forward``,
+``conv2d_backward``, same names and signatures), and read the launch configuration from ``numlstm.kernels.cuda.config`` at
 call time. They never validate: the layers do.
 """
 
@@ -519,13 +520,29 @@ def _empty_bias(dtype):
     return cuda.device_array(1, dtype)
 
 
-def conv2d_forward(x, w, b, stride, pads, dilation, out) -> None:
-    """out = conv2d(x, w) + b (the CPU kernel's arguments).
+def conv2d_keep(x_shape, pads, dtype, keep=None):
+    """The array that ``conv2d_forward(..., keep=)`` fills with what
+    ``conv2d_backward(..., kept=)`` reads instead of x (the CPU driver's
+    entry point): here a device copy of x, (N, C, H, W). ``keep``: the array
+    of a previous call, returned when it fits."""
+    shape = tuple(x_shape)
+    if keep is None or tuple(keep.shape) != shape or np.dtype(keep.dtype) != np.dtype(dtype):
+        keep = cuda.device_array(shape, dtype)
+    return keep
+
+
+def conv2d_forward(x, w, b, stride, pads, dilation, out, keep=None, ws=None) -> None:
+    """out = conv2d(x, w) + b (the CPU driver's arguments).
 
     x: (N, C, H, W); w: (O, C, kh, kw); b: (O,) or empty (no bias);
     stride (sh, sw); pads (pt, pb, pl, pr); dilation (dh, dw);
-    out: (N, O, H', W'), overwritten. All device arrays.
+    out: (N, O, H', W'), overwritten. All device arrays. ``keep``: None or
+    the array of ``conv2d_keep``, which receives a copy of x for
+    ``conv2d_backward``; ``ws``: accepted for the CPU driver's signature
+    (the GPU keeps no work arrays between calls).
     """
+    if keep is not None and x.size:
+        keep.copy_to_device(x)
     if out.size == 0:
         return
     sh, sw = stride
@@ -584,18 +601,22 @@ def channel_sum(dy, db_acc) -> None:
     add_partials(partial, db_acc)
 
 
-def conv2d_backward(x, w, dy, stride, pads, dilation, dx, dw_acc, db_acc, need_dx) -> None:
-    """Gradients of ``conv2d_forward`` (the CPU kernel's arguments).
+def conv2d_backward(x, w, dy, stride, pads, dilation, dx, dw, db, need_dx=True, kept=None, ws=None) -> None:
+    """Gradients of ``conv2d_forward`` (the CPU driver's arguments).
 
     x: (N, C, H, W); w: (O, C, kh, kw); dy: (N, O, H', W');
     dx: (N, C, H, W), OVERWRITTEN with the input gradient when ``need_dx``;
-    dw_acc: (O, C, kh, kw), dW ADDED; db_acc: (O,), db ADDED, or empty.
+    dw: (O, C, kh, kw), dW ADDED; db: (O,), db ADDED, or empty.
+    ``kept``: the ``keep`` array of ``conv2d_forward`` for this x (then x is
+    not read and may be None), or None; ``ws`` as in ``conv2d_forward``.
     """
+    if kept is not None:
+        x = kept
     if need_dx:
         conv2d_backward_dx(w, dy, stride, pads, dilation, dx)
-    conv2d_backward_dw(x, dy, stride, pads, dilation, dw_acc)
-    if db_acc.shape[0] > 0:
-        channel_sum(dy, db_acc)
+    conv2d_backward_dw(x, dy, stride, pads, dilation, dw)
+    if db.shape[0] > 0:
+        channel_sum(dy, db)
 
 
 # -- pooling --------------------------------------------------------------------------------------

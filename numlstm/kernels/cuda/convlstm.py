@@ -1,4 +1,6 @@
-"""``@cuda.jit`` twins of the ConvLSTM gate kernels (``numlstm.layers.convlstm``) and the
+"""``@cuda.jit`` twins of the ConvLSTM gate kernels (``numlstm.kernels.cpu.convlstm``), the
+driver of one layer direction with the CPU driver's entry points and arguments
+(``convlstm_forward_direction``, ``convlstm_backward_direction``), and the
 small glue the device ConvLSTM needs (time-major transposes, channel slices).
 
 Gate order i, f, g, o; ``P = H'*W'`` pixels; optional Hadamard peepholes
@@ -13,6 +15,11 @@ float64 the exact functions, as on the CPU.
 The forward kernel runs one thread per ``(b, k, p)``. The backward kernel
 runs one thread per ``(k, p)`` and loops over the batch, so that the
 peephole gradients (summed over the batch) are accumulated without atomics.
+
+The drivers follow the CPU schedule (the input convolution of all frames in
+one launch; per step the recurrent convolution and the fused gate kernel),
+except that backward forms dW_h after the loop as ONE reduction over all
+steps, from the saved outputs (h_{t-1} is the previous step's output).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from numlstm.kernels.cuda import elementwise
+from numlstm.kernels.cuda import conv, elementwise
 from numlstm.kernels.cuda._launch import grid_1d
 
 # the constants of numlstm.kernels.cpu.activations.tanh_fast (float32, so that
@@ -265,3 +272,106 @@ def swap_last(src, lead: int):
         blocks, tpb = grid_1d(src.size)
         _swap12_kernel[blocks, tpb](src.reshape(N, A, R), out.reshape(N, R, A))
     return out
+
+
+def add_into(dst, src) -> None:
+    """dst += src (same shapes, at least 3-d: (..., C, H, W))."""
+    copy_channels(src, 0, dst, 0, src.shape[len(src.shape) - 3], add=True)
+
+
+# -- the drivers of one layer direction (numlstm.kernels.cpu.convlstm's entry points) --------------
+def convlstm_forward_direction(
+    x, w_x, b, w_h, peepholes, stride, pads, dilation, rpads, h0, c0, hn, cn, direction, zero_state, approx,
+    saved=None, ws=None, layer=0,
+):  # fmt: skip
+    """One layer direction over the whole sequence; returns its outputs y (T, B, C, H', W').
+
+    The CPU driver's arguments (device arrays); ``ws`` and ``layer`` are
+    accepted for its signature (the GPU keeps no work arrays between calls).
+    ``saved`` receives the layer's input x (not copied: the layer's own
+    array), and per direction the gates, c_{t-1}, y and h_0 (a copy unless
+    ``zero_state``): the backward pass differentiates the recurrent
+    convolution from them.
+    """
+    T, B, cin, hi, wi = x.shape
+    C = w_h.shape[1]
+    ho, wo = hn.shape[2], hn.shape[3]
+    P = ho * wo
+    dt = x.dtype
+    no_bias = cuda.device_array(0, dt)
+    # the input convolution of every frame: ONE launch, time folded into the batch
+    gates = cuda.device_array((T, B, 4 * C, ho, wo), dt)
+    conv.conv2d_forward(x.reshape(T * B, cin, hi, wi), w_x, b, stride, pads, dilation, gates.reshape(T * B, 4 * C, ho, wo))
+    wci, wcf, wco = peepholes
+    y = cuda.device_array((T, B, C, ho, wo), dt)
+    cprev = cuda.device_array((T, B, C, ho, wo), dt)
+    rec = cuda.device_array((B, 4 * C, ho, wo), dt)
+    c = cuda.device_array((B, C, ho, wo), dt)
+    c.copy_to_device(c0)
+    h = h0
+    r3, c3 = rec.reshape(B, 4 * C, P), c.reshape(B, C, P)
+    for t in range(T - 1, -1, -1) if direction == 1 else range(T):
+        conv.conv2d_forward(h, w_h, no_bias, (1, 1), rpads, (1, 1), rec)
+        convlstm_gates_forward(
+            gates[t].reshape(B, 4 * C, P), r3, c3, cprev[t].reshape(B, C, P), y[t].reshape(B, C, P), wci, wcf, wco, approx
+        )
+        h = y[t]
+    hn.copy_to_device(h)
+    cn.copy_to_device(c)
+    if saved is not None:
+        if not zero_state:  # the caller's state: the backward pass reads h_0
+            h0_own = cuda.device_array(h0.shape, dt)
+            h0_own.copy_to_device(h0)
+            h0 = h0_own
+        saved["x"] = x
+        saved[direction] = (gates, cprev, y, h0)
+    return y
+
+
+def convlstm_backward_direction(
+    saved, direction, w_x, w_h, peepholes, dpeepholes, stride, pads, dilation, rpads, dy, dhn, dcn, dh0, dc0,
+    dx, dw_x, db, dw_h, approx, ws=None,
+):  # fmt: skip
+    """Backpropagation through one layer direction (the CPU driver's arguments; device arrays).
+
+    Per step the fused gate derivative (with this step's output gradient
+    fused in) and dh_{t-1} = conv^T(dA_t, W_h); after the loop dW_h as one
+    reduction over all steps, and dW_x, db, dx of the input convolution over
+    all frames."""
+    gates, cprev, y, h0 = saved[direction]
+    x_in = saved["x"]
+    T, B, C4, ho, wo = gates.shape
+    C = C4 // 4
+    P = ho * wo
+    _, _, cin, hi, wi = x_in.shape
+    dt = gates.dtype
+    wci, wcf, wco = peepholes
+    dwci, dwcf, dwco = dpeepholes
+    dh = cuda.device_array((B, C, ho, wo), dt)
+    dh.copy_to_device(dhn)
+    dc = cuda.device_array((B, C, ho, wo), dt)
+    dc.copy_to_device(dcn)
+    dh_prev = cuda.device_array((B, C, ho, wo), dt)
+    dc3 = dc.reshape(B, C, P)
+    for t in range(T) if direction == 1 else range(T - 1, -1, -1):
+        dyt = None if dy is None else dy[t].reshape(B, dy.shape[2], P)
+        convlstm_gates_backward(
+            gates[t].reshape(B, 4 * C, P), cprev[t].reshape(B, C, P), dh.reshape(B, C, P), dc3,
+            wci, wcf, wco, dwci, dwcf, dwco, approx, dy=dyt, dy_off=direction * C,
+        )  # fmt: skip
+        conv.conv2d_backward_dx(w_h, gates[t], (1, 1), rpads, (1, 1), dh_prev)
+        dh, dh_prev = dh_prev, dh
+    dh0.copy_to_device(dh)
+    dc0.copy_to_device(dc)
+    # dW_h over all steps: h_{t-1} is the previous step's output (h_0 at the first step)
+    first, rest_h, rest_g = (0, y[0 : T - 1], gates[1:T]) if direction == 0 else (T - 1, y[1:T], gates[0 : T - 1])
+    if T > 1:
+        conv.conv2d_backward_dw(
+            rest_h.reshape((T - 1) * B, C, ho, wo), rest_g.reshape((T - 1) * B, 4 * C, ho, wo), (1, 1), rpads, (1, 1), dw_h
+        )
+    conv.conv2d_backward_dw(h0, gates[first], (1, 1), rpads, (1, 1), dw_h)
+    # input convolution: dW_x, db and dx over all frames at once
+    conv.conv2d_backward(
+        x_in.reshape(T * B, cin, hi, wi), w_x, gates.reshape(T * B, C4, ho, wo), stride, pads, dilation,
+        dx.reshape(T * B, cin, hi, wi), dw_x, db, True,
+    )  # fmt: skip
