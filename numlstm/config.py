@@ -4,6 +4,8 @@ They are read by the Python layer at call time (never frozen into cached
 kernels).
 """
 
+import os
+
 #: A small batch is split into row blocks that run the whole time loop on
 #: separate threads (all BLAS single-threaded meanwhile, every product split
 #: into row halves) when every block gets at least this many rows ...
@@ -60,11 +62,12 @@ PIN_THREADS = True
 #: ``"measure"`` times the candidates on first use of a shape class (within
 #: ``PLAN_BUDGET_S``) and keeps the winner in the user's cache folder;
 #: ``"default"`` uses the built-in choices (the same on every host, nothing
-#: timed or read); a path uses that plan file as it is (pinned).
-PLAN = "measure"
+#: timed or read); a path uses that plan file as it is (pinned). The
+#: environment variable ``NUMLSTM_PLAN`` sets it at import.
+PLAN = os.environ.get("NUMLSTM_PLAN", "measure")
 
 #: The folder of plan files; None: ``$XDG_CACHE_HOME/numlstm``, else ``~/.cache/numlstm``.
-PLAN_DIR = None
+PLAN_DIR = os.environ.get("NUMLSTM_PLAN_DIR") or None
 
 #: Seconds the planner may spend timing the candidates of one shape class.
 PLAN_BUDGET_S = 0.25
