@@ -21,8 +21,10 @@ from _report import machine_line, write_section  # noqa: E402
 
 def host() -> str:
     """The host line, from a child process (this one never imports numlstm's kernels)."""
-    code = "import sys; sys.path.insert(0, %r); import _report; print(_report.host_line())" % str(Path(__file__).resolve().parent)
-    return subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=os.environ).stdout.strip()
+    here = str(Path(__file__).resolve().parent)
+    code = f"import sys; sys.path.insert(0, {here!r}); import _report; print(_report.host_line())"
+    return subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.strip()
+
 
 SNIPPET = """
 import numpy as np
@@ -54,7 +56,8 @@ def main(argv=None) -> None:
         default = sorted(run(nb, pl, "default") for _ in range(3))[1]
     print(f"host: {host()}")
     print(f"cold (empty Numba cache, no plan): {cold:.2f} s   warm (median of 3): {warm:.2f} s")
-    print(f"warm Numba cache: measuring a new plan {fresh:.2f} s, built-in plan {default:.2f} s (planning {fresh - default:+.2f} s)")
+    share = fresh - default
+    print(f"warm Numba cache: measuring a new plan {fresh:.2f} s, built-in plan {default:.2f} s (planning {share:+.2f} s)")
     if args.write:
         write_section(
             "startup",
