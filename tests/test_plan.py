@@ -245,3 +245,11 @@ def test_cli_tune(measure_mode, capsys):
 def test_warmup_plans_what_it_compiles(measure_mode):
     numlstm.warmup((np.float32,), parts=("lstm",))
     assert any(k.startswith("lstm.rec float32") for k in plan.entries())
+
+
+def test_conv_tiles_are_planned(measure_mode):
+    conv = numlstm.Conv2D(2, 3, 3, padding="same", seed=0)
+    x = np.random.default_rng(0).standard_normal((2, 2, 6, 6)).astype(np.float32)
+    y = conv(x)
+    conv.backward(np.ones_like(y))
+    assert any(k.startswith("conv.tiles float32 O=3 K=18") for k in plan.entries())

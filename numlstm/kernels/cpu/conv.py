@@ -39,6 +39,7 @@ import numpy as np
 from numba import njit
 
 from numlstm._threads import max_chunks, product_chunks, run_blocks, single_threaded_blas, split_rows
+from numlstm.kernels import plan as _planner
 from numlstm.kernels.cpu.linalg import gemm_nn_tiles, gemm_tn_tiles, small_tiles_nn, small_tiles_tn
 
 _KW = {"cache": True, "error_model": "numpy", "nogil": True}
@@ -437,6 +438,45 @@ def conv2d_keep(x_shape, pads, dtype, keep=None) -> np.ndarray:
     return keep
 
 
+def tile_budget(O: int, K: int, T: int, dtype) -> int | None:
+    """The plan's choice for a convolution whose products are (O, K) x (K, T)
+    (forward) and (O, T) x (T, K), (T, O) x (O, K) (backward): OpenBLAS
+    small-matrix tiles (None: ``config.BLAS_SMALL_MNK``) or one call per
+    image tile (0). The tiles win only where OpenBLAS has its small-matrix
+    kernel (its AVX-512 build); on its Haswell build each tile is a general
+    call that packs its operands again, so the choice is timed on the host
+    (``numlstm.kernels.plan``)."""
+    dt = np.dtype(dtype)
+    key = f"{dt.name} O={O} K={K} T={T}"
+    choice = _planner.choose("conv.tiles", key, ["tiles", "blas"], "tiles", partial(_probe_tiles, O, K, T, dt))
+    return None if choice == "tiles" else 0
+
+
+def _probe_tiles(O: int, K: int, T: int, dt: np.dtype, choice: str) -> float:
+    """Seconds of one image tile's three products (forward, dW, dcol) under ``choice``."""
+    import time
+
+    b = None if choice == "tiles" else 0
+    rng = np.random.default_rng(0)
+    wk = rng.standard_normal((O, K)).astype(dt)
+    col = rng.standard_normal((K, T)).astype(dt)
+    y = np.empty((O, T), dt)
+    colT = np.ascontiguousarray(col.T)
+    acc = np.zeros((O, K), dt)
+    dcolT = np.empty((T, K), dt)
+    nn, bw, tn = small_tiles_nn(O, K, T, budget=b), small_tiles_nn(O, T, K, 256, 24, b), small_tiles_tn(O, T, K, b)
+
+    def run():
+        gemm_nn_tiles(wk, col, 0.0, y, *nn)
+        gemm_nn_tiles(y, colT, 1.0, acc, *bw)
+        gemm_tn_tiles(y, wk, 0.0, dcolT, *tn)
+
+    run()
+    t0 = time.perf_counter()
+    run()
+    return time.perf_counter() - t0
+
+
 def conv2d_forward(x, w, b, stride, pads, dilation, out, keep=None, ws=None) -> None:
     """out = conv2d(x, w) + b, the batch split over threads.
 
@@ -454,7 +494,7 @@ def conv2d_forward(x, w, b, stride, pads, dilation, out, keep=None, ws=None) -> 
     pt, pb, pl, pr = pads
     T = tile_rows(wo) * wo
     K = C * kh * kw
-    tiles = small_tiles_nn(O, K, T)
+    tiles = small_tiles_nn(O, K, T, budget=tile_budget(O, K, T, x.dtype))
     blocks = _blocks(N, out.size * w[0].size)
     stride, pads, dilation = tuple(stride), tuple(pads), tuple(dilation)
     wk = w.reshape(O, K)
@@ -525,7 +565,8 @@ def conv2d_backward_acc(
     T = tile_rows(wo) * wo
     K = C * kh * kw
     # the weight gradient in short chunks of pixels (see small_tiles_nn)
-    tiles = (*small_tiles_nn(O, T, K, kc_max=256, rows=24), *small_tiles_tn(O, T, K))
+    budget = tile_budget(O, K, T, dy.dtype)
+    tiles = (*small_tiles_nn(O, T, K, kc_max=256, rows=24, budget=budget), *small_tiles_tn(O, T, K, budget=budget))
     blocks = _blocks(N, dy.size * w[0].size)
     stride, pads, dilation = tuple(stride), tuple(pads), tuple(dilation)
     w2 = weight_matrix(w) if w2 is None else w2
