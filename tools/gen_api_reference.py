@@ -42,6 +42,7 @@ EXTRA_MODULES = (
     "numlstm.data",
     "numlstm.backend",
     "numlstm.cli",
+    "numlstm.kernels.plan",
 )
 
 _SECTIONS = (
