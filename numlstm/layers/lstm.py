@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from numlstm import backend
-from numlstm._validation import check_array, check_bool, check_dtype, check_float, check_int, check_lengths
+from numlstm._validation import check_bool, check_dtype, check_float, check_int, check_lengths
 from numlstm.layers.base import Layer
 
 
@@ -151,11 +151,8 @@ class LSTM(Layer):
 
     # -- checks --------------------------------------------------------------------
     def _input(self, x, name, shape, names=None):
-        """A host input checked (``check_array``) on the CPU; on the GPU a host
-        or device input checked and made a device array (``backend.device_input``)."""
-        if self.device == "cpu":
-            return check_array(x, name, shape, self.dtype, names)
-        return backend.device_input(x, name, shape, self.dtype, names)
+        """``x`` validated for the layer's device (``backend.check_input``)."""
+        return backend.check_input(x, name, shape, self.dtype, names, self.device)
 
     def _check_state(self, state, B, name="state"):
         LD, H = self.num_layers * self.num_directions, self.hidden_size
