@@ -316,7 +316,7 @@ def time_numlstm(B, T, I, H, persistent, reps, warmup=3) -> tuple[float, str]:
             opt.step()
 
         t = median_time(step, cuda.synchronize, reps, warmup)
-        return t, layer._last_path
+        return t, "persistent" if layer.last_plan else "general"
     finally:
         config.PERSISTENT = saved
 

@@ -54,7 +54,7 @@ def test_lstm_matches_cpu(case, persistent, small_launches):
     small_launches.PERSISTENT = persistent
     small_launches.PERSISTENT_ROWS_PER_BLOCK = 2  # blocks of 2 rows, the last one partial (B = 3)
     gpu = _compare(*CASES[case])
-    assert gpu._last_path == ("persistent" if persistent else "general")
+    assert gpu.last_plan is persistent
 
 
 @pytest.mark.parametrize("rows", [1, 2, 3])
@@ -70,10 +70,10 @@ def test_persistent_without_shared_weights(rows, small_launches):
 def test_float32(small_launches):
     small_launches.PERSISTENT = None  # chosen by the thresholds: B=3, H=3 is persistent
     gpu = _compare({}, None, False, dtype=np.float32, tol=2e-5)
-    assert gpu._last_path == "persistent"
+    assert gpu.last_plan is True
     small_launches.PERSISTENT_MAX_BATCH = 2
     gpu = _compare({}, None, False, dtype=np.float32, tol=2e-5)
-    assert gpu._last_path == "general"
+    assert gpu.last_plan is False
 
 
 def test_path_choice(small_launches):

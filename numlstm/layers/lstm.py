@@ -59,6 +59,11 @@ class LSTM(Layer):
         Final state after ``forward``, each (num_layers * D, B, H).
     dstate : tuple (dh_0, dc_0)
         Gradient w.r.t. the initial state after ``backward``, same shapes.
+    last_plan : LSTMPlan, bool or None
+        The schedule the last ``forward`` ran (top layer): on the CPU a
+        ``kernels.cpu.lstm.LSTMPlan`` chosen by the planner
+        (docs/performance.md, "The plan"), on the GPU True for the
+        persistent kernel.
 
     Notes
     -----
@@ -115,6 +120,7 @@ class LSTM(Layer):
                     self.params[f"bias_ih_l{k}{sfx}"][H : 2 * H] += self.dtype.type(self.forget_bias)
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         self.state: tuple[np.ndarray, np.ndarray] | None = None
+        self.last_plan = None
         self.dstate: tuple[np.ndarray, np.ndarray] | None = None
         self._cache = None
         self._workspace: dict = {}
@@ -208,6 +214,7 @@ class LSTM(Layer):
         for k in range(L):
             I_k = inp.shape[2]
             plan = drv.lstm_plan(B, T, I_k, H, dt)
+            self.last_plan = plan  # what the driver ran (CPU: an LSTMPlan; CUDA: True for the persistent kernel)
             layer_cache = {"x": inp, "dirs": [], "mask": None, "plan": plan}
             outs = []
             for d, sfx in enumerate(self._suffixes()):

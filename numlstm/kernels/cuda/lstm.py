@@ -348,7 +348,7 @@ def _persistent_launch(B: int, H: int, itemsize: int) -> tuple[int, int, int, in
 def lstm_plan(B: int, T: int, I: int, H: int, dtype) -> bool:
     """The plan of one layer direction on the GPU (the CPU twin: ``kernels.cpu.lstm.lstm_plan``):
     True for the persistent kernel (``use_persistent``), False for the general path."""
-    return use_persistent(B, H)
+    return bool(use_persistent(B, H))
 
 
 def lstm_forward_direction(x2, w_ih, w_hh, bias, h0, c0, lengths, reverse, gates, y, hprev, cprev, hn, cn, plan):
