@@ -70,7 +70,7 @@ PLAN = os.environ.get("NUMLSTM_PLAN", "measure")
 PLAN_DIR = os.environ.get("NUMLSTM_PLAN_DIR") or None
 
 #: Seconds the planner may spend timing the candidates of one shape class.
-PLAN_BUDGET_S = 0.25
+PLAN_BUDGET_S = 0.5
 
 #: Forced choices, ``{"lstm.rec": "own/1"}``: they win over every mode (tests
 #: use it to run each candidate).

@@ -472,9 +472,12 @@ def _probe_tiles(O: int, K: int, T: int, dt: np.dtype, choice: str) -> float:
         gemm_tn_tiles(y, wk, 0.0, dcolT, *tn)
 
     run()
-    t0 = time.perf_counter()
-    run()
-    return time.perf_counter() - t0
+    best = float("inf")
+    for _ in range(2):
+        t0 = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 def conv2d_forward(x, w, b, stride, pads, dilation, out, keep=None, ws=None) -> None:
