@@ -532,18 +532,22 @@ def lstm_forward_direction(x2, w_ih, w_hh, bias, h0, c0, lengths, reverse, gates
     y, hprev, cprev : (T, B, H); hn, cn : (B, H) final state.
 
     The input projection of all steps is ONE product (in row blocks over the
-    threads); then the time loop runs per row block of the batch. With several
-    blocks or parts BLAS is held single-threaded and every block calls it
-    from its own thread: a multi-threaded BLAS call's worker spins on a core
-    that the block threads need (measured: 1.5x slower than serial).
+    threads); then the time loop runs per row block of the batch. Where work
+    is split over the pool BLAS is held single-threaded and every block calls
+    it from its own thread: a multi-threaded BLAS call's worker spins on a
+    core that the block threads need (measured: 1.5x slower than serial).
+    A time loop in one block keeps BLAS's threads for its per-step products.
     """
     T, B, H4 = gates.shape
     I = x2.shape[1]
     nparts = product_chunks(T * B, T * B * H4 * max(I, H4 // 4))
     blocks = split_rows(B, plan.blocks)
     approx = gates.dtype == np.float32
-    with single_threaded_blas(plan.blocks > 1 or nparts > 1):
+    # BLAS single-threaded only around the calls that split work over the
+    # pool: a time loop in one block keeps BLAS's own threads for its products
+    with single_threaded_blas(nparts > 1):
         _project(plan, x2, w_ih, gates.reshape(T * B, H4), nparts)
+    with single_threaded_blas(plan.blocks > 1):
         _recurrence_forward(plan, gates, w_hh, bias, h0, c0, lengths, reverse, approx, y, hprev, cprev, hn, cn, blocks)
 
 
@@ -573,8 +577,9 @@ def lstm_backward_direction(
     nparts = product_chunks(T * B, T * B * H4 * max(I, H))
     parts = np.zeros((len(blocks), H4), gates.dtype)
     approx = gates.dtype == np.float32
-    with single_threaded_blas(plan.blocks > 1 or nparts > 1):
+    with single_threaded_blas(plan.blocks > 1):
         _recurrence_backward(plan, gates, w_hh, lengths, reverse, approx, cprev, dy, dhn, dcn, parts, dh0, dc0, blocks)
+    with single_threaded_blas(nparts > 1):
         da2 = gates.reshape(T * B, H4)
         _weight_products(plan, da2, x2, hprev.reshape(T * B, H), w_ih, dx_add, dx2, dw_ih, dw_hh, nparts)
     dbias[...] = parts.sum(axis=0)
