@@ -49,6 +49,12 @@ from numlstm import config
 #: the layout version of plan files (a file of another version is ignored)
 FORMAT = 1
 
+#: at most this many timings of each candidate
+MAX_ROUNDS = 7
+
+#: the default is kept unless another candidate is faster by more than this fraction
+MARGIN = 0.05
+
 _lock = threading.RLock()
 _memory: dict[str, str] = {}
 _file_entries: dict[str, str] | None = None
@@ -262,19 +268,24 @@ def choose(op: str, key: str, candidates: list[str], default: str, measure: Call
 
 
 def _measure(candidates: list[str], default: str, measure: Callable[[str], float]) -> str:
-    """The fastest candidate: each timed (best of rounds) until the budget is spent;
-    the default first, so that it is always among those measured."""
+    """The fastest candidate: rounds of one timing of each (interleaved, the
+    default first) until the budget is spent or ``MAX_ROUNDS`` are done; the
+    best time of each. On a shared virtual machine single timings vary by a
+    third, so the default keeps its place unless another candidate beats it
+    by more than ``MARGIN``: a choice should not flip on noise."""
     order = [default] + [c for c in candidates if c != default]
     budget = float(config.PLAN_BUDGET_S)
     start = time.perf_counter()
     best: dict[str, float] = {}
-    for _ in range(3):  # rounds: the best of several runs of each, interleaved
+    for _ in range(MAX_ROUNDS):
         for c in order:
             if best and time.perf_counter() - start > budget:
                 break
-            t = measure(c)
-            best[c] = min(t, best.get(c, float("inf")))
-    return min(best, key=best.get)
+            best[c] = min(measure(c), best.get(c, float("inf")))
+        if time.perf_counter() - start > budget:
+            break
+    winner = min(best, key=best.get)
+    return default if best[default] <= (1.0 + MARGIN) * best[winner] else winner
 
 
 class remeasure:
