@@ -119,6 +119,9 @@ def apply_threads(n: int, torch=None) -> None:
     import numba
     from threadpoolctl import threadpool_limits
 
+    from numlstm._threads import _blas_controllers
+
+    _blas_controllers()  # load the BLAS numba calls (SciPy's) first: a limit reaches only loaded libraries
     numba.set_num_threads(n)
     threadpool_limits(n)
     if torch is not None:

@@ -62,7 +62,7 @@ def test_cache_dir_follows_xdg(monkeypatch, tmp_path):
 def test_measure_times_once_and_keeps_the_winner(measure_mode):
     t = Timer("b")
     assert plan.choose("op.x", "k=1", ["a", "b", "c"], "a", t) == "b"
-    assert t.calls[0] == "a" and set(t.calls) == {"a", "b", "c"}
+    assert t.calls[0] == "a" and set(t.calls) == {"a", "b", "c"} and len(t.calls) <= 3 * plan.MAX_ROUNDS
     doc = json.loads(plan.plan_path().read_text())
     assert doc["host"] == plan.host_key() and doc["entries"] == {"op.x k=1": "b"}
     # the same process, and a new one (memory dropped): read, not timed again
@@ -79,9 +79,9 @@ def test_measure_times_once_and_keeps_the_winner(measure_mode):
 def test_measure_respects_the_budget(measure_mode, monkeypatch):
     monkeypatch.setattr(config, "PLAN_BUDGET_S", 0.0)
     t = Timer("c")
-    # over budget after the first timing: only the default was measured, and it wins
-    assert plan.choose("op.y", "k", ["a", "b", "c"], "a", t) == "a"
-    assert t.calls == ["a"]
+    # over budget at once: the two rounds every candidate always gets, no more
+    assert plan.choose("op.y", "k", ["a", "b", "c"], "a", t) == "c"
+    assert t.calls == ["a", "b", "c"] * plan.MIN_ROUNDS
 
 
 @pytest.mark.parametrize("content", [b"{not json", b"[1, 2]", b'{"format": 1, "entries": {"op.x k=1": 3}}', b"\xff\xfe"])
@@ -102,6 +102,13 @@ def test_foreign_plan_is_ignored(measure_mode):
     path.write_text(json.dumps({"format": plan.FORMAT, "host": foreign, "entries": {"op.x k=1": "a"}}))
     with pytest.warns(RuntimeWarning, match="another host"):
         assert plan.choose("op.x", "k=1", ["a", "b"], "a", Timer("b")) == "b"
+
+
+def test_default_keeps_its_place_within_the_margin(measure_mode):
+    times = {"a": 1.0, "b": 0.97, "c": 1.2}  # b is faster, by less than MARGIN
+    assert plan.choose("op.m", "k", ["a", "b", "c"], "a", times.get) == "a"
+    times["b"] = 0.5
+    assert plan.choose("op.m", "k2", ["a", "b", "c"], "a", times.get) == "b"
 
 
 def test_entry_naming_an_unknown_candidate_is_measured_again(measure_mode):

@@ -49,8 +49,9 @@ from numlstm import config
 #: the layout version of plan files (a file of another version is ignored)
 FORMAT = 1
 
-#: at most this many timings of each candidate
+#: at most this many timings of each candidate, and at least this many (past the budget)
 MAX_ROUNDS = 7
+MIN_ROUNDS = 2
 
 #: the default is kept unless another candidate is faster by more than this fraction
 MARGIN = 0.05
@@ -269,20 +270,21 @@ def choose(op: str, key: str, candidates: list[str], default: str, measure: Call
 
 def _measure(candidates: list[str], default: str, measure: Callable[[str], float]) -> str:
     """The fastest candidate: rounds of one timing of each (interleaved, the
-    default first) until the budget is spent or ``MAX_ROUNDS`` are done; the
-    best time of each. On a shared virtual machine single timings vary by a
+    default first) until the budget is spent or ``MAX_ROUNDS`` are done, and
+    ``MIN_ROUNDS`` even past the budget; the best time of each. On a shared virtual machine single timings vary by a
     third, so the default keeps its place unless another candidate beats it
     by more than ``MARGIN``: a choice should not flip on noise."""
     order = [default] + [c for c in candidates if c != default]
     budget = float(config.PLAN_BUDGET_S)
     start = time.perf_counter()
     best: dict[str, float] = {}
-    for _ in range(MAX_ROUNDS):
+    for r in range(MAX_ROUNDS):
+        # two whole rounds always (one timing each would decide on noise), more within the budget
         for c in order:
-            if best and time.perf_counter() - start > budget:
+            if r >= MIN_ROUNDS and time.perf_counter() - start > budget:
                 break
             best[c] = min(measure(c), best.get(c, float("inf")))
-        if time.perf_counter() - start > budget:
+        if r + 1 >= MIN_ROUNDS and time.perf_counter() - start > budget:
             break
     winner = min(best, key=best.get)
     return default if best[default] <= (1.0 + MARGIN) * best[winner] else winner

@@ -384,7 +384,7 @@ def lstm_plan(B: int, T: int, I: int, H: int, dtype) -> LSTMPlan:
     kind, n = rec.split("/")
     R = _pow2_bucket(T * B)
     big = _planner.choose(
-        "lstm.big", f"{dt.name} R={R} I={I} H={H}", ["tiles", "blas"], "tiles", partial(_probe_products, min(R, 2048), I, H, dt)
+        "lstm.big", f"{dt.name} R={R} I={I} H={H}", ["tiles", "blas"], "tiles", partial(_probe_products, min(R, 1024), I, H, dt)
     )
     return LSTMPlan(kind, int(n), big)
 
