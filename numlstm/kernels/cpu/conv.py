@@ -454,7 +454,6 @@ def tile_budget(O: int, K: int, T: int, dtype) -> int | None:
 
 def _probe_tiles(O: int, K: int, T: int, dt: np.dtype, choice: str) -> float:
     """Seconds of one image tile's three products (forward, dW, dcol) under ``choice``."""
-    import time
 
     b = None if choice == "tiles" else 0
     rng = np.random.default_rng(0)
@@ -471,13 +470,7 @@ def _probe_tiles(O: int, K: int, T: int, dt: np.dtype, choice: str) -> float:
         gemm_nn_tiles(y, colT, 1.0, acc, *bw)
         gemm_tn_tiles(y, wk, 0.0, dcolT, *tn)
 
-    run()
-    best = float("inf")
-    for _ in range(2):
-        t0 = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    return _planner.best_time(run)
 
 
 def conv2d_forward(x, w, b, stride, pads, dilation, out, keep=None, ws=None) -> None:

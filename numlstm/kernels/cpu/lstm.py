@@ -458,7 +458,6 @@ def _probe_recurrence(B: int, H: int, dt: np.dtype, choice: str) -> float:
 
 def _probe_products(R: int, I: int, H: int, dt: np.dtype, choice: str) -> float:
     """Seconds of the whole-sequence products on R rows (projection, dx, dW_ih, dW_hh) under ``choice``."""
-    import time
 
     rng = np.random.default_rng(0)
     x2 = rng.standard_normal((R, I)).astype(dt)
@@ -476,13 +475,7 @@ def _probe_products(R: int, I: int, H: int, dt: np.dtype, choice: str) -> float:
             _project(plan, x2, w_ih, g2, nparts)
             _weight_products(plan, g2, x2, hp2, w_ih, False, dx2, dw_ih, dw_hh, nparts)
 
-    run()
-    best = float("inf")
-    for _ in range(2):
-        t0 = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    return _planner.best_time(run)
 
 
 def _project(plan, x2, w_ih, g2, nparts):
