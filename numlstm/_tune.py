@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 
 import numpy as np
@@ -53,16 +54,9 @@ def tune(lstm=None, dtypes=(np.float32,), remeasure: bool = False) -> dict[str, 
                 raise ValueError(f"lstm[{i}]: expected (B, T, I, H), four positive ints, got {shape!r}")
             shapes.append(tuple(check_int(v, f"lstm[{i}][{j}]", 1) for j, v in enumerate(shape)))
     dtypes = [check_dtype(dt, "dtypes") for dt in dtypes]
-    with plan.remeasure() if remeasure else _nothing():
+    with plan.remeasure() if remeasure else contextlib.nullcontext():
         for dt in dtypes:
             for B, T, I, H in shapes:
                 lstm_plan(B, T, I, H, dt)
     return plan.entries()
 
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
