@@ -59,4 +59,3 @@ def tune(lstm=None, dtypes=(np.float32,), remeasure: bool = False) -> dict[str, 
             for B, T, I, H in shapes:
                 lstm_plan(B, T, I, H, dt)
     return plan.entries()
-
